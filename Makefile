@@ -1,0 +1,37 @@
+# mathreason — common tasks. `make install run` trains the embedded default on CPU.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+# CPU build of torch; on a GPU machine: make install TORCH_SPEC='torch>=2.6,<2.15'
+TORCH_SPEC ?= torch==2.13.0
+RUN := $(PYTHON) -m mathreason.run
+
+.PHONY: help install install-gpu run test test-fast lint slurm-up slurm-down sweep-group-size sweep-grpo-vs-dpo sweep-reward-ablation repro-cpu report bench
+
+help:
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+install: ## install mathreason with test tools (CPU torch; no CUDA download)
+	$(PIP) install "$(TORCH_SPEC)"
+	$(PIP) install -e ".[dev]"
+
+install-gpu: ## install with the GPU extras (Unsloth, vLLM, bitsandbytes)
+	$(PIP) install -e ".[dev,unsloth,vllm]"
+
+run: ## the embedded default: 2-GRPO on the tiny model, CPU, minutes
+	$(RUN) method=grpo group_size=2
+
+test: ## the whole suite, real training and SLURM tests included (starts SLURM)
+	bash scripts/slurm-cluster.sh start
+	$(PYTHON) -m pytest -q
+
+test-fast: ## unit tests only (no training runs, no SLURM)
+	$(PYTHON) -m pytest -q -m "not slow and not slurm"
+
+lint:
+	$(PYTHON) -m ruff check mathreason tests benchmarks
+
+slurm-up: ## start the single-node SLURM cluster used by tests
+	bash scripts/slurm-cluster.sh start
+
+slurm-down:
+	bash scripts/slurm-cluster.sh stop

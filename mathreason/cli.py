@@ -1,0 +1,66 @@
+"""How user errors end: one line on stderr, exit status 2, no traceback.
+
+``HYDRA_FULL_ERROR=1`` (or ``MATHREASON_DEBUG=1``) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+from mathreason.errors import UserError
+
+
+def debug_mode() -> bool:
+    return os.environ.get("MATHREASON_DEBUG") == "1"
+
+
+def one_line(err: BaseException) -> str:
+    """The first meaningful part of an error message, on one line."""
+    text = str(err).split("Config search path")[0]
+    text = re.sub(r"\s*\n\s*", "; ", text.strip())
+    text = re.sub(r"(; )+", "; ", text).replace("\t", " ")
+    text = " ".join(text.split()).replace(":; ", ": ").rstrip(";")
+    return text or type(err).__name__
+
+
+def fail(err: BaseException) -> None:
+    """Report a user error in one line and exit 2 (raise it in debug mode)."""
+    if debug_mode():
+        raise err
+    sys.stderr.write(f"error: {one_line(err)}\n")
+    sys.stderr.flush()
+    raise SystemExit(UserError.exit_code)
+
+
+# Hydra reads `group_size=2` as the integer 2, and a config-group choice must
+# be a string: quote numeric group choices so the documented command works.
+_NUMERIC_GROUP_CHOICE = re.compile(r"^([~+]{0,2}group_size)=(\d+(?:,\d+)*)$")
+
+
+def quote_group_choices(overrides: list[str]) -> list[str]:
+    """``group_size=2,16`` -> ``group_size='2','16'`` (other arguments unchanged)."""
+    out = []
+    for arg in overrides:
+        match = _NUMERIC_GROUP_CHOICE.match(arg)
+        if match:
+            arg = f"{match[1]}=" + ",".join(f"'{v}'" for v in match[2].split(","))
+        out.append(arg)
+    return out
+
+
+def run_cli(hydra_main) -> None:
+    """Run a ``@hydra.main`` function so that a bad override or config ends in
+    one line and exit 2, while real crashes keep their traceback."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        os.environ["MATHREASON_DEBUG"] = "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us unformatted
+    sys.argv = [sys.argv[0], *quote_group_choices(sys.argv[1:])]
+    try:
+        hydra_main()
+    except (UserError, HydraException, OmegaConfBaseException) as err:
+        fail(err)

@@ -1,0 +1,1 @@
+"""Datasets: hub or local-file loaders, the embedded generator, prompts."""

@@ -1,0 +1,11 @@
+"""Errors a user can cause. The CLI prints them as one line and exits 2."""
+
+
+class UserError(Exception):
+    """A mistake in a config, an override or an input file.
+
+    The message must be one line that names the key (or ``file:line``) and
+    what is allowed. ``mathreason.run`` prints it without a traceback.
+    """
+
+    exit_code = 2

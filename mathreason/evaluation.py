@@ -1,0 +1,140 @@
+"""Held-out evaluation: batched decoding, strict and lenient accuracy side by side.
+
+*Strict* accuracy counts an answer only inside the required
+``<answer>…</answer>`` tags; *lenient* accuracy takes the last boxed answer or
+number anywhere in the completion. The gap between them separates format
+learning from reasoning gains.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from mathreason.answers import answers_match, extract_lenient_answer, extract_xml_answer
+from mathreason.rewards import REWARD_FUNCS
+
+
+def generate_completions(
+    model,
+    tokenizer,
+    prompts: Sequence[list[dict]],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    num_samples: int = 1,
+    temperature: float = 1.0,
+    greedy: bool = True,
+    desc: str = "generate",
+) -> list[list[str]]:
+    """``num_samples`` completions per chat prompt, batched, longest prompts first.
+
+    Shared by evaluation and DPO pair mining."""
+    import torch
+    from tqdm.auto import tqdm
+
+    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    results: list[list[str]] = [[] for _ in texts]
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad(), tqdm(total=len(texts), desc=desc, unit="prompt", leave=False) as bar:
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+                enc = {k: v.to(device) for k, v in enc.items()}
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=not greedy,
+                    temperature=temperature if not greedy else None,
+                    top_p=1.0 if not greedy else None,
+                    top_k=0 if not greedy else None,
+                    num_return_sequences=num_samples,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                )
+                decoded = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+                for j, i in enumerate(idx):
+                    results[i] = decoded[j * num_samples : (j + 1) * num_samples]
+                bar.update(len(idx))
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return results
+
+
+def score_completion(completion: str, gold: str, fmt: str) -> dict[str, Any]:
+    strict_pred = extract_xml_answer(completion)
+    lenient_pred = extract_lenient_answer(completion)
+    return {
+        "extracted": strict_pred,
+        "extracted_lenient": lenient_pred,
+        "correct": answers_match(strict_pred, gold, fmt),
+        "correct_lenient": answers_match(lenient_pred, gold, fmt),
+        "format": REWARD_FUNCS["strict_format"](None, [completion])[0] == 1.0,
+    }
+
+
+def evaluate(model, tokenizer, rows: Sequence[dict], eval_cfg: Any, *, step: int, out_dir: Path | None) -> dict[str, float]:
+    """Greedy pass@1 (strict, lenient, format rate) and, with
+    ``eval.num_samples`` = k > 1, sampled pass@k and mean@k. Per-sample records
+    go to ``<out_dir>/eval/step_XXXXXX.jsonl``."""
+    prompts = [r["prompt"] for r in rows]
+    greedy = generate_completions(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=eval_cfg.max_new_tokens,
+        batch_size=eval_cfg.batch_size,
+        desc=f"eval@{step}",
+    )
+    records = []
+    for row, (completion,) in zip(rows, greedy):
+        records.append(
+            {
+                "question": row["question"],
+                "gold": row["answer"],
+                "completion": completion,
+                **score_completion(completion, row["answer"], row["answer_format"]),
+            }
+        )
+    n = max(1, len(records))
+    metrics = {
+        "eval_accuracy_strict": sum(r["correct"] for r in records) / n,
+        "eval_accuracy_lenient": sum(r["correct_lenient"] for r in records) / n,
+        "eval_format_rate": sum(r["format"] for r in records) / n,
+        "eval_samples": len(records),
+    }
+    k = int(eval_cfg.num_samples)
+    if k > 1:
+        sampled = generate_completions(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=eval_cfg.max_new_tokens,
+            batch_size=max(1, eval_cfg.batch_size // k),
+            num_samples=k,
+            temperature=eval_cfg.temperature,
+            greedy=False,
+            desc=f"eval@{step} k={k}",
+        )
+        hits = []
+        for row, rec, samples in zip(rows, records, sampled):
+            ok = [answers_match(extract_xml_answer(c), row["answer"], row["answer_format"]) for c in samples]
+            rec["samples_correct"] = ok
+            hits.append(ok)
+        metrics[f"eval_pass@{k}"] = sum(any(h) for h in hits) / n
+        metrics[f"eval_mean@{k}"] = sum(sum(h) / k for h in hits) / n
+    if out_dir is not None and eval_cfg.save_samples:
+        path = Path(out_dir) / "eval" / f"step_{step:06d}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec) + "\n")
+    return metrics

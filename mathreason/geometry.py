@@ -1,0 +1,84 @@
+"""GRPO batch geometry: how many prompts and rollouts one optimisation step
+sees, how many steps a run takes, and the learning rate that goes with it.
+
+The 2-GRPO paper compares group sizes at equal rollouts per step (2x256
+prompts vs 16x32) and scales the learning rate with prompts per step (8e-6 vs
+1e-6); both arms train the same number of epochs over the same prompts, so
+G=2 takes 1/8 of the steps. ``geometry.hold=prompts`` keeps prompts per step
+equal instead; ``geometry.max_steps`` fixes the step count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from mathreason.errors import UserError
+
+
+@dataclass(frozen=True)
+class Geometry:
+    group_size: int
+    prompts_per_step: int
+    rollouts_per_step: int
+    per_device_batch: int  # completions per micro-batch (TRL's per_device_train_batch_size)
+    grad_accum: int
+    learning_rate: float
+    lr_scale: float
+    steps: int | None  # None until the number of training prompts is known
+    epochs: float | None
+    total_rollouts: int | None
+
+    def as_log(self) -> dict[str, Any]:
+        return {f"geometry/{k}": v for k, v in asdict(self).items() if v is not None}
+
+
+def plan_geometry(cfg: Any, n_train_prompts: int | None, base_lr: float | None = None) -> Geometry:
+    """Work out the geometry from ``cfg.geometry``, ``cfg.group_size`` and the
+    method's learning rate; raise UserError naming the key on a mismatch."""
+    geo = cfg.geometry
+    g = int(cfg.group_size.num_generations)
+    if geo.hold == "rollouts":
+        rollouts = int(geo.rollouts_per_step)
+        if rollouts % g:
+            raise UserError(
+                f"geometry.rollouts_per_step={rollouts} is not divisible by group_size.num_generations={g}; "
+                f"use a multiple of {g}"
+            )
+        prompts = rollouts // g
+        ref_prompts = rollouts / int(geo.lr_reference_group_size)
+    else:
+        prompts = int(geo.prompts_per_step)
+        rollouts = prompts * g
+        ref_prompts = prompts
+    accum = int(geo.grad_accum)
+    if rollouts % accum:
+        raise UserError(
+            f"geometry.grad_accum={accum} does not divide the {rollouts} rollouts per step; "
+            f"use a divisor of {rollouts}"
+        )
+    lr_scale = prompts / ref_prompts if geo.scale_lr else 1.0
+    lr = float(base_lr if base_lr is not None else cfg.grpo.learning_rate) * lr_scale
+
+    steps = epochs = total = None
+    if geo.max_steps is not None:
+        steps = int(geo.max_steps)
+    elif n_train_prompts is not None:
+        steps = max(1, math.ceil(float(geo.epochs) * n_train_prompts / prompts))
+    if steps is not None:
+        total = steps * rollouts
+        if n_train_prompts:
+            epochs = round(steps * prompts / n_train_prompts, 4)
+    return Geometry(
+        group_size=g,
+        prompts_per_step=prompts,
+        rollouts_per_step=rollouts,
+        per_device_batch=rollouts // accum,
+        grad_accum=accum,
+        learning_rate=lr,
+        lr_scale=lr_scale,
+        steps=steps,
+        epochs=epochs,
+        total_rollouts=total,
+    )

@@ -1,0 +1,75 @@
+"""GRPO: thin glue around TRL's GRPOTrainer.
+
+TRL owns the loss, rollouts and advantages; we set the batch geometry
+(``mathreason.geometry``), pass every ``grpo.*`` key through to GRPOConfig,
+and add telemetry and eval-during-training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mathreason.geometry import plan_geometry
+from mathreason.methods.common import (
+    RunContext,
+    common_training_args,
+    make_eval_callback,
+    prepare_resume,
+    summarize,
+    with_telemetry,
+)
+
+
+def grpo_args(ctx: RunContext, geo) -> dict[str, Any]:
+    """Keyword arguments for GRPOConfig."""
+    cfg = ctx.cfg
+    args = common_training_args(ctx, cfg.grpo, skip=("learning_rate",))
+    args.update(
+        learning_rate=geo.learning_rate,
+        num_generations=geo.group_size,
+        per_device_train_batch_size=geo.per_device_batch,
+        gradient_accumulation_steps=geo.grad_accum,
+        max_steps=geo.steps,
+        reward_weights=[float(w) for w in cfg.reward.functions.values()],
+        num_completions_to_print=0,
+    )
+    if cfg.rollout.engine == "vllm":
+        args.update(
+            use_vllm=True,
+            vllm_mode=cfg.rollout.vllm_mode,
+            vllm_gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,
+        )
+        if cfg.rollout.vllm_server_base_url:
+            args["vllm_server_base_url"] = cfg.rollout.vllm_server_base_url
+    return args
+
+
+def run(ctx: RunContext) -> dict[str, Any]:
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from mathreason.models.load import count_parameters, load_model_and_tokenizer
+    from mathreason.rewards import build_reward_funcs
+    from mathreason.telemetry import Telemetry
+
+    cfg = ctx.cfg
+    geo = plan_geometry(cfg, n_train_prompts=len(ctx.train_rows))
+    telemetry = Telemetry(ctx.run_dir, ctx.device, rollouts_per_step=geo.rollouts_per_step)
+    checkpoint = prepare_resume(ctx, telemetry)
+
+    model, tokenizer, peft_config = load_model_and_tokenizer(cfg.model, cfg.cache_dir, ctx.device, cfg.seed)
+    funcs, _weights = build_reward_funcs(cfg.reward.functions)
+    trainer = with_telemetry(GRPOTrainer)(
+        model=model,
+        args=GRPOConfig(**grpo_args(ctx, geo)),
+        train_dataset=Dataset.from_list(ctx.train_rows),
+        reward_funcs=funcs,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    trainer.telemetry = telemetry
+    telemetry.pending.update({**geo.as_log(), **count_parameters(trainer.model)})
+    trainer.add_callback(make_eval_callback(trainer, ctx))
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(ctx.run_dir / "final"))
+    return summarize(ctx, {f"geometry/{k}": v for k, v in geo.__dict__.items()})

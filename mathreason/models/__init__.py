@@ -1,0 +1,1 @@
+"""Models: load model + tokenizer (+ LoRA) per backend; build/cache the tiny model."""

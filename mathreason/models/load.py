@@ -1,0 +1,132 @@
+"""Load model + tokenizer (+ LoRA) for a backend.
+
+``model.backend=transformers`` (CPU or GPU) uses transformers' real
+``from_pretrained`` — on a hub id, a local path, or the embedded tiny model's
+cache dir — and hands TRL a PEFT ``LoraConfig``. ``model.backend=unsloth``
+(GPU only) uses Unsloth's FastLanguageModel with 4-bit weights and LoRA.
+GPU-only libraries are imported here, lazily, never at module import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mathreason.errors import UserError
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    from mathreason.schema import cuda_available
+
+    return "cuda" if cuda_available() else "cpu"
+
+
+def model_source(model_cfg: Any, cache_dir: str | Path) -> str:
+    """Where from_pretrained reads: the hub id/path, or the tiny model built on first use."""
+    if model_cfg.tiny is not None:
+        from mathreason.models.tiny import ensure_tiny_model
+
+        return str(ensure_tiny_model(model_cfg.tiny, Path(cache_dir) / "tiny"))
+    return model_cfg.id
+
+
+def lora_config(model_cfg: Any):
+    """PEFT LoraConfig from ``model.lora`` (None when LoRA is off)."""
+    if not model_cfg.lora.enabled:
+        return None
+    from omegaconf import OmegaConf
+    from peft import LoraConfig
+
+    targets = model_cfg.lora.target_modules
+    if not isinstance(targets, str):
+        targets = list(OmegaConf.to_container(targets)) if hasattr(targets, "_content") else list(targets)
+    return LoraConfig(
+        r=model_cfg.lora.r,
+        lora_alpha=model_cfg.lora.alpha,
+        lora_dropout=model_cfg.lora.dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+
+
+def _torch_dtype(name: str, device: str):
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if device == "cpu" and name != "float32":
+        return torch.float32  # half precision on CPU is slow and unsupported by some ops
+    return getattr(torch, name)
+
+
+def load_model_and_tokenizer(model_cfg: Any, cache_dir: str | Path, device: str, seed: int = 0):
+    """Returns ``(model, tokenizer, peft_config)``; ``peft_config`` is for TRL to
+    apply (None when the backend already attached the adapter, or LoRA is off)."""
+    if model_cfg.backend == "unsloth":
+        return _load_unsloth(model_cfg, seed)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = model_source(model_cfg, cache_dir)
+    kwargs: dict[str, Any] = {"dtype": _torch_dtype(model_cfg.dtype, device)}
+    if model_cfg.load_in_4bit:
+        try:
+            import bitsandbytes  # noqa: F401
+            from transformers import BitsAndBytesConfig
+        except ImportError as err:
+            raise UserError(
+                "model.load_in_4bit=true needs bitsandbytes: pip install 'mathreason[gpu]'"
+            ) from err
+        import torch
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+        )
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    if not model_cfg.load_in_4bit:
+        model.to(device)
+    peft_config = lora_config(model_cfg)
+    if model_cfg.adapter_path is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, model_cfg.adapter_path, is_trainable=True)
+        peft_config = None  # the loaded adapter is trained further
+    return model, tokenizer, peft_config
+
+
+def _load_unsloth(model_cfg: Any, seed: int):
+    try:
+        from unsloth import FastLanguageModel
+    except ImportError as err:
+        raise UserError(
+            "model.backend=unsloth needs Unsloth and a CUDA GPU: pip install 'mathreason[unsloth]'"
+        ) from err
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=model_cfg.id,
+        max_seq_length=model_cfg.max_seq_length,
+        load_in_4bit=model_cfg.load_in_4bit,
+        fast_inference=model_cfg.fast_inference,
+        max_lora_rank=model_cfg.lora.r,
+    )
+    if model_cfg.lora.enabled:
+        targets = model_cfg.lora.target_modules
+        model = FastLanguageModel.get_peft_model(
+            model,
+            r=model_cfg.lora.r,
+            target_modules=list(targets) if not isinstance(targets, str) else targets,
+            lora_alpha=model_cfg.lora.alpha,
+            lora_dropout=model_cfg.lora.dropout,
+            use_gradient_checkpointing="unsloth",
+            random_state=seed,
+        )
+    return model, tokenizer, None
+
+
+def count_parameters(model) -> dict[str, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"model/parameters": total, "model/trainable_parameters": trainable}

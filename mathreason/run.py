@@ -1,0 +1,45 @@
+"""Entry point: ``python -m mathreason.run [overrides]``.
+
+Hydra composes ``conf/`` (model, data, method, reward, group_size, logger,
+experiment), the config is validated (``mathreason.schema``) before anything
+heavy is imported, then the job runs (``mathreason.job``). ``--help`` and
+``--cfg job`` never import torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+
+def slug(override_dirname: str) -> str:
+    """A run directory name from the command-line overrides ('default' for none)."""
+    if not override_dirname:
+        return "default"
+    name = re.sub(r"[^A-Za-z0-9=,._+-]+", "_", override_dirname.replace("'", "").replace('"', ""))
+    if len(name) > 120:
+        name = name[:100] + "-" + hashlib.sha1(name.encode()).hexdigest()[:8]
+    return name
+
+
+OmegaConf.register_new_resolver("mr_slug", slug, replace=True)
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig):
+    from mathreason.job import run_job
+
+    return run_job(cfg)
+
+
+def cli() -> None:
+    from mathreason.cli import run_cli
+
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,36 @@
+"""Validate every job of a multirun before the launcher submits any of them,
+so a typo in job 37 of a 64-job SLURM sweep fails in seconds, not hours."""
+
+from __future__ import annotations
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig
+
+from mathreason.errors import UserError
+
+MAX_CHECKED_JOBS = 512
+
+
+def sweep_jobs(config: DictConfig) -> list[list[str]]:
+    """The override lists of the jobs the basic sweeper will launch."""
+    loader = GlobalHydra.instance().config_loader()
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    arguments = params + list(config.hydra.overrides.task)
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def validate_sweep(config: DictConfig) -> int:
+    from mathreason.schema import validate
+
+    loader = GlobalHydra.instance().config_loader()
+    jobs = sweep_jobs(config)
+    for number, overrides in enumerate(jobs[:MAX_CHECKED_JOBS]):
+        job_cfg = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
+        try:
+            validate(job_cfg)
+        except UserError as err:
+            raise UserError(f"sweep job #{number} ({' '.join(overrides)}): {err}") from err
+    return len(jobs)

@@ -1,0 +1,58 @@
+"""Helpers for tests: Hydra compose, the CLI in a subprocess, RunIf-style markers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+CONF = ROOT / "conf"
+
+
+def compose(overrides: list[str] | None = None):
+    """Compose the config with Hydra's compose API (as lightning-hydra-template's tests do)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import mathreason.run  # noqa: F401  (registers the mr_slug resolver)
+    from mathreason.cli import quote_group_choices
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=quote_group_choices(overrides or []), return_hydra_config=True)
+
+
+def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    """``python -m mathreason.run`` in a subprocess, as a user would call it."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "mathreason.run", *args],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def slurm_running() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and any(s in out.stdout for s in ("idle", "mixed", "allocated"))
+
+
+def cuda_available() -> bool:
+    from mathreason.schema import cuda_available as available
+
+    return available()
+
+
+requires_slurm = pytest.mark.skipif(
+    not slurm_running(), reason="no SLURM cluster answering (start one: bash scripts/slurm-cluster.sh start)"
+)
+requires_gpu = pytest.mark.skipif(not cuda_available(), reason="needs a CUDA GPU")
