@@ -44,7 +44,8 @@ def load_rows(cfg: DictConfig, run_dir: Path) -> tuple[list[dict] | None, list[d
         with (run_dir / "skipped_rows.jsonl").open("w") as fh:
             fh.writelines(json.dumps(s, default=str) + "\n" for s in skipped)
     train = splits.get("train")
-    return (train.rows if train else None), splits["eval"].rows
+    eval_rows = splits["eval"].rows[: cfg.eval.max_samples]  # max_samples=None keeps all
+    return (train.rows if train else None), eval_rows
 
 
 def setup_torch(cfg: DictConfig) -> str:
@@ -88,6 +89,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
 
     started = time.time()
     write_state(run_dir, status="running", method=typed.method, overrides=overrides,
+                experiment_name=typed.experiment_name,
                 config=scrub_secrets(comparable_config(typed)), started=started)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(scrub_secrets(OmegaConf.to_container(typed, resolve=True))))
     device = setup_torch(typed)

@@ -106,21 +106,22 @@ class Telemetry:
         self.pending: dict[str, float] = {}  # added to the next record only
         self.constant: dict[str, float] = {}  # added to every record
         self.step_offset = 0  # steps done by earlier trainers of this run (DPO rounds)
+        self.train_totals: dict[str, float] = {}
         self.generated_tokens = 0.0
         self.last_step = 0
 
     def wall_clock(self) -> float:
         return time.monotonic() - self.started
 
-    def extra_logs(self, step: int, logs: dict[str, Any]) -> dict[str, float]:
-        """Our keys for the record about to be logged at ``step``."""
+    def extra_logs(self, step: int, mean_len: float | None = None) -> dict[str, float]:
+        """Our keys for the record about to be logged at ``step`` (``mean_len``:
+        mean completion length of the steps since the last record)."""
         out = {**self.constant, **self.pending}
         self.pending.clear()
         out.update(self.memory.sample())
         out["wall_clock_s"] = self.wall_clock()
         if self.rollouts_per_step:
             out["cumulative_rollouts"] = step * self.rollouts_per_step
-            mean_len = logs.get("completions/mean_length")
             if mean_len is not None:
                 self.generated_tokens += mean_len * self.rollouts_per_step * max(1, step - self.last_step)
                 out["cumulative_generated_tokens"] = self.generated_tokens
@@ -163,11 +164,15 @@ class TelemetryMixin:
         self.state.global_step += offset
         try:
             step = self.state.global_step
-            logs.update(tel.extra_logs(step, logs))
+            lengths = getattr(self, "_metrics", {}).get("train", {}).get("completions/mean_length")
+            logs.update(tel.extra_logs(step, sum(lengths) / len(lengths) if lengths else None))
             super().log(logs, start_time)  # TRL adds its metrics into `logs` here
         finally:
             self.state.global_step -= offset
-        tel.metrics.append({"step": step, **wandb_key_names(logs)})
+        if "train_runtime" in logs:  # the trainer's end-of-training totals: a summary, not a step
+            tel.train_totals = {k: v for k, v in logs.items() if k.startswith("train_")}
+        else:
+            tel.metrics.append({"step": step, **wandb_key_names(logs)})
         check_finite(logs, step)
 
 
@@ -196,7 +201,7 @@ def init_wandb(cfg: Any, run_dir: Path, run_name: str, overrides: list[str]) -> 
         group=log_cfg.group,
         job_type=cfg.method,
         name=run_name,
-        tags=list(log_cfg.tags) + [cfg.method, f"g{cfg.group_size.num_generations}", cfg.model.name],
+        tags=[*log_cfg.tags, cfg.method, cfg.model.name, cfg.data.name, arm_tag(cfg)],
         config={**config, "overrides": overrides},
         dir=str(run_dir),
         id=run_id,
@@ -206,6 +211,15 @@ def init_wandb(cfg: Any, run_dir: Path, run_name: str, overrides: list[str]) -> 
     )
     os.environ["WANDB_PROJECT"] = log_cfg.project or "mathreason"
     return mode
+
+
+def arm_tag(cfg: Any) -> str:
+    """``g2``/``g16`` for GRPO, ``k4`` (samples per question) for DPO."""
+    if cfg.method == "grpo":
+        return f"g{cfg.group_size.num_generations}"
+    if cfg.method == "dpo":
+        return f"k{cfg.dpo.mining.samples_per_question}"
+    return cfg.method
 
 
 def finish_wandb(summary: dict[str, Any] | None = None) -> None:

@@ -198,4 +198,4 @@ def run(ctx: RunContext) -> dict[str, Any]:
     if mined:
         extra["dpo/mean_yield"] = sum(s["yield"] for s in mined) / len(mined)
     extra["dpo/steps_per_round"] = math.ceil(telemetry.step_offset / max(1, len(all_stats)))
-    return summarize(ctx, extra)
+    return summarize(ctx, {**extra, **telemetry.train_totals})

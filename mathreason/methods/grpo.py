@@ -72,4 +72,4 @@ def run(ctx: RunContext) -> dict[str, Any]:
     trainer.add_callback(make_eval_callback(trainer, ctx))
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(ctx.run_dir / "final"))
-    return summarize(ctx, {f"geometry/{k}": v for k, v in geo.__dict__.items()})
+    return summarize(ctx, {**{f"geometry/{k}": v for k, v in geo.__dict__.items()}, **telemetry.train_totals})
