@@ -9,3 +9,8 @@ class UserError(Exception):
     """
 
     exit_code = 2
+
+
+class NumericFault(RuntimeError):
+    """A NaN/inf reward or loss; the run stops, naming the step and the reward
+    function, with what was logged so far saved."""

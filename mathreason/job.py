@@ -64,11 +64,12 @@ def setup_torch(cfg: DictConfig) -> str:
 
 
 def run_job(cfg: DictConfig) -> dict[str, Any]:
+    from mathreason.errors import NumericFault
     from mathreason.methods import get_method
     from mathreason.methods.common import RunContext
     from mathreason.run import slug
     from mathreason.schema import validate
-    from mathreason.telemetry import NumericFault, finish_wandb, init_wandb, scrub_secrets
+    from mathreason.telemetry import finish_wandb, init_wandb, scrub_secrets
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)

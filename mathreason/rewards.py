@@ -10,12 +10,14 @@ the loader) and their format as ``kwargs["answer_format"]``.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 
 from mathreason.answers import answers_match, extract_xml_answer
-from mathreason.errors import UserError
+from mathreason.errors import NumericFault, UserError
 
 RewardFunc = Callable[..., list]
 
@@ -102,6 +104,38 @@ REWARD_FUNCS: dict[str, RewardFunc] = {
 }
 
 
+def register_reward(func: RewardFunc) -> RewardFunc:
+    """Decorator: add a reward function to the registry under its ``__name__``
+    (for plugin modules listed in ``reward.plugins``)."""
+    REWARD_FUNCS[func.__name__] = func
+    return func
+
+
+def load_plugins(modules) -> None:
+    """Import the modules of ``reward.plugins`` so their rewards register."""
+    for module in modules or ():
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise UserError(f"reward.plugins: cannot import {module!r} ({err})") from err
+
+
+def _finite_checked(func: RewardFunc) -> RewardFunc:
+    """Stop the run on a NaN/inf reward, naming the function and the step."""
+
+    @functools.wraps(func)
+    def checked(prompts, completions, **kwargs):
+        values = func(prompts, completions, **kwargs)
+        for value in values:
+            if value is not None and not math.isfinite(value):
+                state = kwargs.get("trainer_state")
+                step = state.global_step + 1 if state is not None else "?"
+                raise NumericFault(f"reward function '{func.__name__}' returned {value} at step {step}")
+        return values
+
+    return checked
+
+
 def build_reward_funcs(functions: Mapping[str, float]) -> tuple[list[RewardFunc], list[float]]:
     """Reward functions and their weights from a ``name -> weight`` mapping
     (``reward.functions`` in the config)."""
@@ -115,7 +149,7 @@ def build_reward_funcs(functions: Mapping[str, float]) -> tuple[list[RewardFunc]
             raise UserError(f"{key}: unknown reward function; allowed: {allowed}")
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
             raise UserError(f"{key}: weight must be a finite number, got {weight!r} (remove the function with ~{key})")
-        funcs.append(REWARD_FUNCS[name])
+        funcs.append(_finite_checked(REWARD_FUNCS[name]))
         weights.append(float(weight))
     return funcs, weights
 

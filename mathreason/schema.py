@@ -26,6 +26,19 @@ DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 LOGGER_MODES = ("auto", "online", "offline", "disabled")
 GEOMETRY_HOLDS = ("rollouts", "prompts")
+# GRPOConfig fields that mathreason derives; `grpo.extra` may not set them.
+GRPO_DERIVED = {
+    "reward_weights": "reward.functions (one weight per reward function)",
+    "num_generations": "group_size",
+    "per_device_train_batch_size": "geometry (rollouts per step / grad_accum)",
+    "gradient_accumulation_steps": "geometry.grad_accum",
+    "generation_batch_size": "geometry.rollouts_per_step",
+    "steps_per_generation": "geometry.grad_accum",
+    "max_steps": "geometry.epochs / geometry.max_steps",
+    "learning_rate": "grpo.learning_rate (scaled by geometry.scale_lr)",
+    "output_dir": "the Hydra run dir",
+    "use_vllm": "rollout.engine",
+}
 
 
 @dataclass
@@ -46,7 +59,8 @@ class ModelCfg:
     load_in_4bit: bool = False
     adapter_path: str | None = None
     max_seq_length: int = 2048
-    fast_inference: bool = False
+    fast_inference: bool = False  # unsloth: vLLM-backed generation
+    gpu_memory_utilization: float = 0.5  # unsloth fast_inference only
     lora: LoraCfg = field(default_factory=LoraCfg)
     tiny: Dict[str, Any] | None = None
 
@@ -77,6 +91,7 @@ class DataCfg:
 class RewardCfg:
     name: str = MISSING
     functions: Dict[str, float] = field(default_factory=dict)
+    plugins: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -266,14 +281,19 @@ def validate(cfg: DictConfig) -> DictConfig:
     if typed.method == "grpo":
         from mathreason.geometry import plan_geometry
 
+        for key in typed.grpo.extra:
+            if key in GRPO_DERIVED:
+                raise UserError(f"grpo.extra.{key}: set by {GRPO_DERIVED[key]}; change it there")
+
         plan_geometry(typed, n_train_prompts=None)  # raises on batch/group mismatches
     if typed.method == "dpo":
         _at_least("dpo.rounds", typed.dpo.rounds, 1)
         _at_least("dpo.mining.samples_per_question", typed.dpo.mining.samples_per_question, 2)
     if not typed.reward.functions:
         raise UserError("reward.functions: at least one reward function with a weight is required")
-    from mathreason.rewards import REWARD_FUNCS
+    from mathreason.rewards import REWARD_FUNCS, load_plugins
 
+    load_plugins(typed.reward.plugins)
     for name in typed.reward.functions:
         if name not in REWARD_FUNCS:
             raise UserError(

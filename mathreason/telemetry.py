@@ -18,12 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mathreason.errors import NumericFault
+
 METRICS_FILE = "metrics.jsonl"
 SECRET_ENV = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY")
-
-
-class NumericFault(RuntimeError):
-    """A NaN/inf reward or loss; the run stops with what was logged so far saved."""
 
 
 def wandb_key_names(logs: dict[str, Any]) -> dict[str, Any]:

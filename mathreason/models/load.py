@@ -105,12 +105,15 @@ def _load_unsloth(model_cfg: Any, seed: int):
         raise UserError(
             "model.backend=unsloth needs Unsloth and a CUDA GPU: pip install 'mathreason[unsloth]'"
         ) from err
+    kwargs = {}
+    if model_cfg.fast_inference:  # Unsloth's vLLM engine for rollouts
+        kwargs = {"max_lora_rank": model_cfg.lora.r, "gpu_memory_utilization": model_cfg.gpu_memory_utilization}
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=model_cfg.id,
         max_seq_length=model_cfg.max_seq_length,
         load_in_4bit=model_cfg.load_in_4bit,
         fast_inference=model_cfg.fast_inference,
-        max_lora_rank=model_cfg.lora.r,
+        **kwargs,
     )
     if model_cfg.lora.enabled:
         targets = model_cfg.lora.target_modules

@@ -1,0 +1,134 @@
+"""Unsloth and vLLM paths, tested by contract (no GPU here): a stand-in
+module records the calls our code makes, and the test checks them against the
+libraries' documented APIs. `requires_gpu` tests run them for real."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from helpers import compose, requires_gpu
+
+from mathreason.errors import UserError
+from mathreason.geometry import plan_geometry
+from mathreason.schema import _check_types
+
+# Unsloth's documented keyword arguments (unsloth.ai docs, GRPO notebooks).
+UNSLOTH_FROM_PRETRAINED = {"model_name", "max_seq_length", "dtype", "load_in_4bit", "fast_inference",
+                           "max_lora_rank", "gpu_memory_utilization"}
+UNSLOTH_GET_PEFT_MODEL = {"r", "target_modules", "lora_alpha", "lora_dropout", "bias",
+                          "use_gradient_checkpointing", "random_state", "use_rslora", "loftq_config"}
+
+
+class FakeFastLanguageModel:
+    calls: list = []
+
+    @classmethod
+    def from_pretrained(cls, **kwargs):
+        cls.calls.append(("from_pretrained", kwargs))
+        return types.SimpleNamespace(name="model"), types.SimpleNamespace(name="tokenizer")
+
+    @classmethod
+    def get_peft_model(cls, model, **kwargs):
+        cls.calls.append(("get_peft_model", kwargs))
+        return types.SimpleNamespace(name="peft-model")
+
+
+@pytest.fixture
+def fake_unsloth(monkeypatch):
+    FakeFastLanguageModel.calls = []
+    monkeypatch.setitem(sys.modules, "unsloth", types.SimpleNamespace(FastLanguageModel=FakeFastLanguageModel))
+    return FakeFastLanguageModel
+
+
+def typed(overrides):
+    return _check_types(compose(overrides))
+
+
+def test_unsloth_seed_setup_calls_match_the_documented_api(fake_unsloth):
+    from mathreason.models.load import load_model_and_tokenizer
+
+    cfg = typed(["experiment=seed_gsm8k_grpo"])
+    model, tokenizer, peft_config = load_model_and_tokenizer(cfg.model, "/unused", "cuda", seed=3407)
+    assert peft_config is None and model.name == "peft-model"  # Unsloth attaches LoRA itself
+    (name1, load), (name2, peft) = fake_unsloth.calls
+    assert name1 == "from_pretrained" and set(load) <= UNSLOTH_FROM_PRETRAINED
+    assert load == {"model_name": "Qwen/Qwen2.5-3B-Instruct", "max_seq_length": 2048, "load_in_4bit": True,
+                    "fast_inference": False}
+    assert name2 == "get_peft_model" and set(peft) <= UNSLOTH_GET_PEFT_MODEL
+    assert peft["r"] == 16 and peft["lora_alpha"] == 16 and peft["use_gradient_checkpointing"] == "unsloth"
+    assert peft["random_state"] == 3407
+    assert set(peft["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+def test_unsloth_fast_inference_reserves_lora_rank_and_memory(fake_unsloth):
+    from mathreason.models.load import load_model_and_tokenizer
+
+    cfg = typed(["experiment=seed_gsm8k_grpo", "model.fast_inference=true", "model.gpu_memory_utilization=0.6"])
+    load_model_and_tokenizer(cfg.model, "/unused", "cuda")
+    load = fake_unsloth.calls[0][1]
+    assert load["fast_inference"] is True and load["max_lora_rank"] == 16 and load["gpu_memory_utilization"] == 0.6
+
+
+def test_unsloth_missing_is_one_clear_error(monkeypatch):
+    from mathreason.models.load import load_model_and_tokenizer
+
+    monkeypatch.setitem(sys.modules, "unsloth", None)  # import fails
+    with pytest.raises(UserError, match=r"model.backend=unsloth needs Unsloth"):
+        load_model_and_tokenizer(typed(["experiment=seed_gsm8k_grpo"]).model, "/unused", "cuda")
+
+
+def test_vllm_rollouts_map_onto_real_grpoconfig_fields(tmp_path):
+    """Every key we pass to GRPOConfig is a real field of the installed TRL."""
+    from trl import GRPOConfig
+
+    from mathreason.methods.common import RunContext
+    from mathreason.methods.grpo import grpo_args
+
+    fields = {f.name for f in dataclasses.fields(GRPOConfig)}
+    for overrides in (["experiment=paper_2grpo_math", "group_size=2"], ["rollout.engine=vllm", "rollout.vllm_mode=server",
+                                                                     "rollout.vllm_server_base_url=http://127.0.0.1:8000"]):
+        cfg = typed(overrides)
+        ctx = RunContext(cfg=cfg, run_dir=Path(tmp_path), device="cuda", run_name="x", overrides=[],
+                         train_rows=None, eval_rows=[], resume=False, wandb_mode="disabled")
+        args = grpo_args(ctx, plan_geometry(cfg, n_train_prompts=7500))
+        assert set(args) <= fields, set(args) - fields
+        assert args["use_vllm"] is True and args["vllm_mode"] in ("colocate", "server")
+    assert args["vllm_server_base_url"] == "http://127.0.0.1:8000"
+
+
+def test_paper_preset_passes_its_geometry_to_trl(tmp_path):
+    from mathreason.methods.common import RunContext
+    from mathreason.methods.grpo import grpo_args
+
+    cfg = typed(["experiment=paper_2grpo_math", "group_size=2"])
+    ctx = RunContext(cfg=cfg, run_dir=Path(tmp_path), device="cuda", run_name="x", overrides=[],
+                     train_rows=None, eval_rows=[], resume=False, wandb_mode="disabled")
+    args = grpo_args(ctx, plan_geometry(cfg, n_train_prompts=7500))
+    assert args["num_generations"] == 2
+    assert args["per_device_train_batch_size"] * args["gradient_accumulation_steps"] == 512
+    assert args["learning_rate"] == pytest.approx(8e-6) and args["bf16"] is True
+    assert args["max_steps"] == 293  # ceil(10 epochs x 7500 prompts / 256 prompts per step)
+
+
+def test_gpu_only_options_stop_before_training_on_cpu():
+    from mathreason.schema import cuda_available, validate
+
+    if cuda_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(UserError, match="needs a CUDA GPU"):
+        validate(compose(["experiment=seed_gsm8k_grpo"]))
+
+
+@requires_gpu
+def test_unsloth_really_loads_on_a_gpu(tmp_path):  # pragma: no cover - GPU machines only
+    pytest.importorskip("unsloth")
+    from mathreason.models.load import load_model_and_tokenizer
+
+    cfg = typed(["experiment=seed_gsm8k_grpo", "model=qwen2.5-0.5b-instruct", "model.backend=unsloth",
+                 "model.load_in_4bit=true"])
+    model, tokenizer, _ = load_model_and_tokenizer(cfg.model, tmp_path, "cuda")
+    assert tokenizer("1 + 1")["input_ids"]

@@ -1,0 +1,128 @@
+"""Real training runs of the tiny model through the CLI (CPU, seconds to a minute each)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers import run_cli
+
+pytestmark = pytest.mark.slow
+
+# Small but real: a few optimisation steps on the embedded default.
+SHORT = [
+    "logger=none",
+    "data.n_train=64",
+    "data.n_eval=32",
+    "eval.max_samples=32",
+    "eval.every_n_steps=0",
+    "grpo.max_completion_length=64",
+    "eval.max_new_tokens=64",
+]
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def only_run_dir(root: Path) -> Path:
+    dirs = [p.parent for p in root.glob("outputs/runs/*/run.json")]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def completions(run_dir: Path) -> list[pd.DataFrame]:
+    files = sorted((run_dir / "checkpoints" / "completions").glob("completions_*.parquet"))
+    assert files, "TRL wrote no completion logs"
+    return [pd.read_parquet(f) for f in files]
+
+
+@pytest.mark.parametrize(("group", "prompts"), [(2, 16), (16, 2)])
+def test_grpo_geometry_and_advantages_from_the_trainer(tmp_path, cache_dir, group, prompts):
+    """Rollouts per step follow the geometry; with G=2 the advantages TRL
+    computed are +-a with one magnitude a for every untied group, 0 for ties."""
+    out = run_cli(
+        ["method=grpo", f"group_size={group}", "geometry.rollouts_per_step=32", "geometry.max_steps=2",
+         f"cache_dir={cache_dir}", *SHORT],
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    recs = records(run_dir)
+    first = recs[0]
+    assert first["train/geometry/group_size"] == group
+    assert first["train/geometry/prompts_per_step"] == prompts
+    assert first["train/geometry/rollouts_per_step"] == 32
+    assert [r["train/cumulative_rollouts"] for r in recs if "train/reward" in r] == [32, 64]
+    assert "eval/accuracy_strict" in recs[0] and "eval/accuracy_strict" in recs[-1]
+
+    for frame in completions(run_dir):
+        assert len(frame) == 32  # rollouts in this step
+        groups = [frame.iloc[i : i + group] for i in range(0, len(frame), group)]
+        assert len(groups) == prompts
+        for g in groups:
+            assert g["prompt"].map(str).nunique() == 1  # one prompt per group
+        if group != 2:
+            continue
+        reward_cols = [c for c in frame.columns if c in ("correctness", "strict_format", "soft_format", "integer", "xmlcount")]
+        magnitudes = []
+        for g in groups:
+            adv = g["advantage"].to_numpy()
+            assert adv[0] == pytest.approx(-adv[1], abs=1e-6)
+            tied = all(g[c].iloc[0] == g[c].iloc[1] for c in reward_cols)
+            if tied:
+                assert adv[0] == pytest.approx(0.0, abs=1e-6)
+            else:
+                magnitudes.append(abs(adv[0]))
+        # Eq. 14: one magnitude for every untied group: 1/sqrt(2) with torch's unbiased std
+        for m in magnitudes:
+            assert m == pytest.approx(2**-0.5, abs=2e-3)
+
+
+def test_eval_on_real_gsm8k_rows(tmp_path, cache_dir, shared_data):
+    out = run_cli(
+        ["method=eval", "data=gsm8k", f"data.path={shared_data / 'gsm8k' / 'test.jsonl'}", "eval.max_samples=48",
+         "eval.max_new_tokens=48", "eval.num_samples=2", "logger=none", f"cache_dir={cache_dir}"],
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    samples = [json.loads(line) for line in (run_dir / "eval" / "step_000000.jsonl").read_text().splitlines()]
+    assert len(samples) == 48
+    first_gold = json.loads((shared_data / "gsm8k" / "test.jsonl").read_text().splitlines()[0])["answer"]
+    assert samples[0]["gold"] == first_gold.rsplit("####", 1)[1].strip().replace(",", "")
+    assert {"question", "completion", "extracted", "gold", "correct", "correct_lenient"} <= set(samples[0])
+    summary = json.loads((run_dir / "run.json").read_text())["summary"]
+    assert 0.0 <= summary["final/accuracy_strict"] <= summary["final/accuracy_lenient"] <= 1.0
+    rec = records(run_dir)[0]
+    assert "eval/pass@2" in rec and "eval/mean@2" in rec
+
+
+def test_dpo_mines_pairs_and_trains(tmp_path, cache_dir):
+    out = run_cli(
+        ["method=dpo", "dpo.mining.max_questions=48", "dpo.mining.samples_per_question=4", "dpo.batch_size=8",
+         "dpo.mining.max_new_tokens=64", f"cache_dir={cache_dir}", *SHORT[:-2]],
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    stats = json.loads((run_dir / "pairs" / "round_1.stats.json").read_text())
+    pairs = [json.loads(line) for line in (run_dir / "pairs" / "round_1.jsonl").read_text().splitlines()]
+    assert stats["questions"] == 48 and stats["samples"] == 192
+    assert stats["pairs"] == len(pairs) == 48 - stats["all_correct"] - stats["all_wrong"]
+    assert all(p["chosen_reward"] > p["rejected_reward"] for p in pairs)
+    recs = records(run_dir)
+    assert any("train/rewards/margins" in r for r in recs)
+    assert recs[0]["train/mining/pairs"] == len(pairs)
+
+    # the saved pair file is reusable: dpo.pairs_path skips mining
+    again = run_cli(
+        ["method=dpo", f"dpo.pairs_path={run_dir / 'pairs' / 'round_1.jsonl'}", "dpo.batch_size=8",
+         f"cache_dir={cache_dir}", *SHORT[:-2]],
+        cwd=tmp_path / "reuse" if (tmp_path / "reuse").mkdir() is None else tmp_path,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    reused = only_run_dir(tmp_path / "reuse")
+    assert json.loads((reused / "pairs" / "round_1.stats.json").read_text())["samples"] == 0
