@@ -35,3 +35,18 @@ slurm-up: ## start the single-node SLURM cluster used by tests
 
 slurm-down:
 	bash scripts/slurm-cluster.sh stop
+
+# Sweeps (CPU variants; see sweeps/*.yaml, the GPU variants are *_gpu.yaml).
+# LAUNCHER=local runs the jobs as parallel local processes, LAUNCHER=slurm on
+# the SLURM cluster; unset = one after another in this process.
+LAUNCHER ?=
+SWEEP = $(RUN) -m --config-dir sweeps --config-name $(1) $(if $(LAUNCHER),hydra/launcher=$(LAUNCHER))
+
+sweep-group-size: ## 2-GRPO vs 16-GRPO x 3 seeds on CPU (LAUNCHER=local|slurm)
+	$(call SWEEP,group_size_cpu)
+
+sweep-grpo-vs-dpo: ## baseline vs GRPO vs DPO x 3 seeds on CPU (LAUNCHER=local|slurm)
+	$(call SWEEP,grpo_vs_dpo_cpu)
+
+sweep-reward-ablation: ## correctness-only vs seed reward x 3 seeds on CPU (LAUNCHER=local|slurm)
+	$(call SWEEP,reward_ablation_cpu)

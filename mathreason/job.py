@@ -109,6 +109,10 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         if multirun:
             raise
         fail(err)
+    except (SystemExit, KeyboardInterrupt) as err:  # preempted (submitit requeues) or stopped by hand
+        write_state(run_dir, status="interrupted", error=f"{type(err).__name__}: {err}")
+        finish_wandb()
+        raise
     except BaseException as err:
         write_state(run_dir, status="failed", error=f"{type(err).__name__}: {err}")
         finish_wandb()

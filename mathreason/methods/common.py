@@ -3,6 +3,7 @@ common to TRL's trainers, eval-during-training, checkpoint resume, summary."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mathreason.telemetry import Telemetry, TelemetryMixin
+
+log = logging.getLogger("mathreason")
 
 
 @dataclass
@@ -66,11 +69,38 @@ def common_training_args(ctx: RunContext, section: DictConfig, skip: tuple[str, 
     return args
 
 
+def _complete(ckpt: Path) -> bool:
+    """The Trainer writes ``trainer_state.json`` last (after the model,
+    optimizer, scheduler and RNG states): without a readable one the save was
+    cut short (the process was killed while saving)."""
+    import json
+
+    try:
+        json.loads((ckpt / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def last_checkpoint(ctx: RunContext) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete ``checkpoints/checkpoint-N``; incomplete ones (a
+    kill during the save) are removed, so resume falls back to the one before."""
+    import re
+    import shutil
 
     ckpt_dir = ctx.run_dir / "checkpoints"
-    return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    if not ckpt_dir.is_dir():
+        return None
+    found = []
+    for path in ckpt_dir.iterdir():
+        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        if not (match and path.is_dir()):
+            continue
+        if _complete(path):
+            found.append((int(match[1]), path))
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    return str(max(found)[1]) if found else None
 
 
 def prepare_resume(ctx: RunContext, telemetry: Telemetry) -> str | None:
@@ -79,8 +109,14 @@ def prepare_resume(ctx: RunContext, telemetry: Telemetry) -> str | None:
     counters. Without a checkpoint, start the metrics afresh."""
     ckpt = last_checkpoint(ctx) if ctx.resume else None
     step = int(Path(ckpt).name.split("-")[-1]) if ckpt else -1
+    kept: list[dict] = []
     if telemetry.metrics.path.exists():
-        telemetry.restore(telemetry.metrics.truncate_after(step))
+        kept = telemetry.metrics.truncate_after(step)
+        telemetry.restore(kept)
+    if ckpt:
+        log.info("resuming from %s (step %d); %d metrics records up to it kept", ckpt, step, len(kept))
+    elif ctx.resume:
+        log.info("no complete checkpoint in %s; training starts from step 0", ctx.run_dir / "checkpoints")
     return ckpt
 
 

@@ -54,10 +54,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
 
     cfg = ctx.cfg
     geo = plan_geometry(cfg, n_train_prompts=len(ctx.train_rows))
+    model, tokenizer, peft_config = load_model_and_tokenizer(cfg.model, cfg.cache_dir, ctx.device, cfg.seed)
     telemetry = Telemetry(ctx.run_dir, ctx.device, rollouts_per_step=geo.rollouts_per_step)
     checkpoint = prepare_resume(ctx, telemetry)
-
-    model, tokenizer, peft_config = load_model_and_tokenizer(cfg.model, cfg.cache_dir, ctx.device, cfg.seed)
     funcs, _weights = build_reward_funcs(cfg.reward.functions)
     trainer = with_telemetry(GRPOTrainer)(
         model=model,
