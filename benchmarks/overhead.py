@@ -1,0 +1,111 @@
+"""Framework overhead: the same tiny GRPO run through ``mathreason.run`` and
+through a minimal plain-TRL script, in one session, alternating, and the ratio
+of their training times (target: mathreason / plain TRL <= 1.05).
+
+Both train the cached tiny model on the same generated prompts with the same
+reward functions, batch geometry, seed and GRPOConfig; TRL's own
+``train_runtime`` is compared, plus whole-process wall-clock.
+
+    python benchmarks/overhead.py [--steps 8] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PLAIN = r'''
+import json, sys, tempfile
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import GRPOConfig, GRPOTrainer
+from mathreason.data.arith import make_split
+from mathreason.data.prompts import build_prompt
+from mathreason.rewards import REWARD_FUNCS
+
+a = json.loads(sys.argv[1])
+model = AutoModelForCausalLM.from_pretrained(a["model"])
+tok = AutoTokenizer.from_pretrained(a["model"])
+rows = make_split({"n_train": a["n_train"], "n_eval": 0, "seed": 0, "generator": a["generator"]}, "train")
+ds = Dataset.from_list([{"prompt": build_prompt(r["question"]), "answer": r["answer"], "answer_format": "number"}
+                        for r in rows])
+names = ["correctness", "strict_format", "soft_format", "integer", "xmlcount"]
+args = GRPOConfig(output_dir=tempfile.mkdtemp(), num_generations=a["group"], per_device_train_batch_size=a["rollouts"],
+                  max_steps=a["steps"], learning_rate=a["lr"], max_completion_length=a["max_len"], bf16=False,
+                  report_to="none", save_strategy="no", logging_steps=1, gradient_checkpointing=False,
+                  reward_weights=[2.0, 0.5, 0.5, 0.5, 1.0], seed=0, disable_tqdm=True)
+trainer = GRPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
+                      reward_funcs=[REWARD_FUNCS[n] for n in names])
+out = trainer.train()
+print("TRAIN_RUNTIME", out.metrics["train_runtime"])
+'''
+
+
+def run(cmd: list[str], env: dict) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        sys.exit(f"benchmark command failed ({' '.join(cmd[:4])} …):\n{out.stderr[-2000:]}")
+    runtime = [line for line in out.stdout.splitlines() if line.startswith("TRAIN_RUNTIME")]
+    return float(runtime[-1].split()[1]), wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--group-size", type=int, default=2)
+    parser.add_argument("--rollouts", type=int, default=32)
+    args = parser.parse_args()
+
+    from omegaconf import OmegaConf
+
+    from mathreason.models.tiny import ensure_tiny_model
+
+    cache = os.environ.get("MATHREASON_CACHE_DIR", str(Path.home() / ".cache" / "mathreason"))
+    model_cfg = OmegaConf.load(ROOT / "conf" / "model" / "tiny.yaml")
+    data_cfg = OmegaConf.load(ROOT / "conf" / "data" / "arith.yaml")
+    grpo_cfg = OmegaConf.load(ROOT / "conf" / "method" / "grpo.yaml").grpo
+    model_dir = str(ensure_tiny_model(model_cfg.tiny, Path(cache) / "tiny"))
+    lr = float(grpo_cfg.learning_rate) * 16 / args.group_size  # what geometry.scale_lr gives
+    shared = {"model": model_dir, "n_train": 64, "generator": OmegaConf.to_container(data_cfg.generator),
+              "group": args.group_size, "rollouts": args.rollouts, "steps": args.steps, "lr": lr,
+              "max_len": int(grpo_cfg.max_completion_length)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled", "MATHREASON_SUMMARY_JSON": "1"}
+    ours, plain, ours_wall, plain_wall = [], [], [], []
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            rt, wall = run([sys.executable, "-c", PLAIN, json.dumps(shared)], env)
+            plain.append(rt)
+            plain_wall.append(wall)
+            cmd = [sys.executable, "-m", "mathreason.run", "method=grpo", f"group_size={args.group_size}",
+                   f"geometry.rollouts_per_step={args.rollouts}", f"geometry.max_steps={args.steps}",
+                   "data.n_train=64", "data.n_eval=8", "eval.max_samples=8", "eval.every_n_steps=0",
+                   "logger=none", "grpo.log_completions=false", f"cache_dir={cache}", f"hydra.run.dir={tmp}/run"]
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            ours_wall.append(time.perf_counter() - t0)
+            if out.returncode != 0:
+                sys.exit(f"mathreason run failed:\n{out.stderr[-2000:]}")
+            summary = json.loads(out.stdout.strip().splitlines()[-1])
+            ours.append(float(summary["train_runtime"]))
+    print(f"tiny GRPO, G={args.group_size}, {args.rollouts} rollouts/step, {args.steps} steps, {args.repeats} repeats")
+    print(f"plain TRL   train_runtime median {statistics.median(plain):7.2f} s   process {statistics.median(plain_wall):7.2f} s")
+    print(f"mathreason  train_runtime median {statistics.median(ours):7.2f} s   process {statistics.median(ours_wall):7.2f} s")
+    ratio = statistics.median(ours) / statistics.median(plain)
+    print(f"ratio mathreason / plain TRL (train_runtime): {ratio:.3f}  (target <= 1.05: {'met' if ratio <= 1.05 else 'MISSED'})")
+    print("mathreason's train_runtime includes its telemetry, the final in-loop eval of 8 problems and checkpoint-free logging")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,389 @@
+"""The embedded default model: a tiny Qwen2 built locally, warm-started with SFT, cached.
+
+``ensure_tiny_model(spec, cache_dir)`` returns a directory that loads with
+``AutoModelForCausalLM.from_pretrained`` / ``AutoTokenizer.from_pretrained``,
+exactly like a hub model. Nothing is downloaded:
+
+1. a tokenizer built with the ``tokenizers`` library: whole words from the
+   arith generator's vocabulary (with and without a leading space), every
+   digit on its own, punctuation, newlines, and a character-level WordPiece
+   fallback (``[UNK]`` for non-ASCII) so any text encodes; the four XML tags and
+   the chat tokens are single tokens; a Qwen-style chat template;
+2. a tiny ``Qwen2ForCausalLM`` (tied embeddings);
+3. a short TRL ``SFTTrainer`` warm start on generated problems (completion-only
+   loss) so the model knows the format and some arithmetic, leaving room for RL;
+4. saved atomically under ``cache_dir/<hash of spec>`` behind a file lock.
+
+``spec`` is the ``tiny:`` section of ``conf/model/tiny.yaml``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from mathreason.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# Bump when the builder changes in a way that changes the artefact.
+BUILDER_VERSION = 1
+MARKER = "mathreason_tiny.json"
+
+PAD, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+XML_TAGS = ("<reasoning>", "</reasoning>", "<answer>", "</answer>")
+
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
+)
+
+# words beyond the generator's templates: the system prompt and a few common ones
+_EXTRA_WORDS = (
+    "Respond", "following", "format", "the", "in", "a", "an", "and", "of", "to", "is",
+    "How", "many", "much", "what", "What", "total", "each", "per", "more", "less", "than",
+    "dollars", "has", "have", "had", "does", "do", "did", "if", "If", "for", "with",
+    "system", "user", "assistant",
+)
+
+DEFAULT_SPEC: dict[str, Any] = {
+    "hidden_size": 128,
+    "num_layers": 4,
+    "num_heads": 4,
+    "num_kv_heads": 4,
+    "intermediate_size": 512,
+    "max_position_embeddings": 1024,
+    "rope_theta": 10000.0,
+    "init_seed": 0,
+    # shortcut_rate: fraction of warm-start solutions that stop one step early
+    # and answer the intermediate value (a bad habit RL can remove).
+    "warm_start": {"n_problems": 6000, "seed": 1000, "generator": {}, "shortcut_rate": 0.0},
+    "sft": {
+        "max_steps": 400,
+        "num_epochs": None,
+        "learning_rate": 3.0e-3,
+        "batch_size": 32,
+        "warmup_ratio": 0.05,
+        "lr_scheduler": "cosine",
+        "weight_decay": 0.0,
+        "max_length": 512,
+    },
+}
+
+
+# --------------------------------------------------------------------------
+# spec handling
+
+
+def _plain(obj: Any) -> Any:
+    """OmegaConf containers / Mappings -> plain dicts and lists (JSON-able)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "items") and callable(obj.items):  # DictConfig without Mapping registration
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if hasattr(obj, "__iter__") and not isinstance(obj, (str, bytes)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def resolve_spec(spec: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``spec`` over ``DEFAULT_SPEC`` (nested for ``warm_start``/``sft``), validated."""
+    spec = _plain(spec or {})
+    unknown = sorted(set(spec) - set(DEFAULT_SPEC))
+    if unknown:
+        raise UserError(f"model.tiny.{unknown[0]}: unknown key; allowed: {', '.join(DEFAULT_SPEC)}")
+    out: dict[str, Any] = {}
+    for key, default in DEFAULT_SPEC.items():
+        value = spec.get(key, default)
+        if isinstance(default, dict):
+            value = value or {}
+            if not isinstance(value, dict):
+                raise UserError(f"model.tiny.{key}: must be a mapping, got {value!r}")
+            bad = sorted(set(value) - set(default))
+            if bad:
+                raise UserError(f"model.tiny.{key}.{bad[0]}: unknown key; allowed: {', '.join(default)}")
+            value = {**default, **value}
+        out[key] = value
+    for key in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
+                "max_position_embeddings"):
+        v = out[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UserError(f"model.tiny.{key}: must be a positive integer, got {v!r}")
+    if out["hidden_size"] % out["num_heads"] or out["num_heads"] % out["num_kv_heads"]:
+        raise UserError(
+            "model.tiny.num_heads: hidden_size must be divisible by num_heads and num_heads by "
+            f"num_kv_heads, got {out['hidden_size']}/{out['num_heads']}/{out['num_kv_heads']}"
+        )
+    sft = out["sft"]
+    if not sft.get("max_steps") and not sft.get("num_epochs"):
+        raise UserError("model.tiny.sft.max_steps: set max_steps or num_epochs (> 0)")
+    return out
+
+
+def spec_hash(spec: Mapping[str, Any] | None) -> str:
+    payload = json.dumps({"builder": BUILDER_VERSION, "spec": resolve_spec(spec)}, sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------
+# tokenizer
+
+
+def _tokenizer_corpus(n_problems: int = 4000) -> list[str]:
+    """Text the BPE merges are learnt from: generated problems in the chat format."""
+    from mathreason.data.arith import generate_problems, vocabulary
+    from mathreason.data.prompts import SYSTEM_PROMPT, format_completion
+
+    texts = [SYSTEM_PROMPT, " ".join(_EXTRA_WORDS), "system\nuser\nassistant\n" * 2]
+    texts += [w + " " + w + " " + w for w in vocabulary()]  # every template word, also after a space
+    for r in generate_problems(n_problems, seed=12345):
+        texts.append(r["question"])
+        texts.append(format_completion(r["solution"], r["answer"]))
+    return texts
+
+
+def build_tokenizer(vocab_size: int = 1024):
+    """A Qwen2-style byte-level BPE tokenizer learnt from generated problems.
+
+    It uses exactly the pipeline ``Qwen2Tokenizer`` rebuilds when
+    ``AutoTokenizer`` loads a ``qwen2`` checkpoint (NFC, Qwen's split regex --
+    every digit its own piece --, byte-level), so the saved directory
+    round-trips. Byte-level means any text encodes, and decode(encode(text))
+    == text for any NFC text. Template words become single tokens; the chat
+    tokens and the four XML tags are added tokens.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Regex
+    from transformers import Qwen2Tokenizer
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    bpe = Tokenizer(models.BPE())
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=[PAD],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(_tokenizer_corpus(), trainer=trainer)
+    model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+
+    tok = Qwen2Tokenizer(
+        vocab=model["vocab"],
+        merges=merges,
+        unk_token=None,
+        bos_token=None,
+        eos_token=IM_END,
+        pad_token=PAD,
+        chat_template=CHAT_TEMPLATE,
+        clean_up_tokenization_spaces=False,
+        model_max_length=4096,
+        split_special_tokens=False,
+    )
+    tok.add_special_tokens({"additional_special_tokens": [IM_START, IM_END]})
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in XML_TAGS])
+    return tok
+
+
+# --------------------------------------------------------------------------
+# model + warm start
+
+
+def _available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def limit_torch_threads() -> None:
+    """Never use more intra-op threads than the cores this process may run on."""
+    import torch
+
+    cores = _available_cores()
+    if torch.get_num_threads() > cores:
+        torch.set_num_threads(cores)
+
+
+def build_model(spec: Mapping[str, Any], tokenizer):
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    s = resolve_spec(spec)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=s["hidden_size"],
+        intermediate_size=s["intermediate_size"],
+        num_hidden_layers=s["num_layers"],
+        num_attention_heads=s["num_heads"],
+        num_key_value_heads=s["num_kv_heads"],
+        max_position_embeddings=s["max_position_embeddings"],
+        rope_theta=float(s["rope_theta"]),
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        use_sliding_window=False,
+        attention_dropout=0.0,
+    )
+    torch.manual_seed(int(s["init_seed"]))
+    model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        do_sample=False,
+    )
+    return model
+
+
+def warm_start_dataset(spec: Mapping[str, Any]):
+    """Conversational prompt-completion rows from the train partition of the generator."""
+    from datasets import Dataset
+
+    from mathreason.data.arith import generate_problems
+    from mathreason.data.prompts import build_prompt, format_completion
+
+    ws = resolve_spec(spec)["warm_start"]
+    rows = generate_problems(int(ws["n_problems"]), int(ws["seed"]), partition="train",
+                             **dict(ws["generator"] or {}))
+    rng = random.Random(int(ws["seed"]))
+    examples = []
+    for r in rows:
+        solution, answer = r["solution"], r["answer"]
+        if rng.random() < float(ws["shortcut_rate"]):
+            solution, answer = shortcut_solution(solution)
+        examples.append({
+            "prompt": build_prompt(r["question"]),
+            "completion": [{"role": "assistant", "content": format_completion(solution, answer)}],
+        })
+    return Dataset.from_list(examples)
+
+
+def shortcut_solution(solution: str) -> tuple[str, str]:
+    """The worked solution cut one step short: drop the last line and answer
+    the value reached before it (a plausible, wrong habit)."""
+    lines = solution.split("\n")
+    if len(lines) > 1:
+        lines = lines[:-1]
+    value = re.findall(r"-?\d+", lines[-1])[-1]
+    return "\n".join(lines), value
+
+
+def warm_start(model, tokenizer, spec: Mapping[str, Any], work_dir: str | Path):
+    """SFT on generated problems (loss on the completion only). Returns the model."""
+    from trl import SFTConfig, SFTTrainer
+
+    s = resolve_spec(spec)
+    sft = s["sft"]
+    args = SFTConfig(
+        output_dir=str(work_dir),
+        max_steps=int(sft["max_steps"] or -1),
+        num_train_epochs=float(sft["num_epochs"] or 1),
+        per_device_train_batch_size=int(sft["batch_size"]),
+        learning_rate=float(sft["learning_rate"]),
+        lr_scheduler_type=str(sft["lr_scheduler"]),
+        warmup_steps=float(sft["warmup_ratio"]),
+        weight_decay=float(sft["weight_decay"]),
+        max_length=int(sft["max_length"]),
+        completion_only_loss=True,
+        packing=False,
+        bf16=False,
+        fp16=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=25,
+        disable_tqdm=False,
+        seed=int(s["init_seed"]),
+        dataloader_num_workers=0,
+        gradient_checkpointing=False,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=warm_start_dataset(s),
+                         processing_class=tokenizer)
+    trainer.train()
+    return trainer.model
+
+
+# --------------------------------------------------------------------------
+# cache
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _is_complete(path: Path) -> bool:
+    return (path / MARKER).is_file()
+
+
+def ensure_tiny_model(spec: Mapping[str, Any] | None, cache_dir: str | Path) -> Path:
+    """Build (once) and return the directory of the warm-started tiny model.
+
+    The directory is ``cache_dir/<hash of spec>``; concurrent callers wait on a
+    lock and reuse the first build. Loads with ``AutoModelForCausalLM`` /
+    ``AutoTokenizer.from_pretrained``.
+    """
+    s = resolve_spec(spec)
+    cache_dir = Path(cache_dir).expanduser()
+    key = spec_hash(s)
+    final = cache_dir / key
+    if _is_complete(final):
+        return final
+    with _file_lock(cache_dir / f".{key}.lock"):
+        if _is_complete(final):  # built by another process while we waited
+            return final
+        limit_torch_threads()
+        t0 = time.perf_counter()
+        log.info("building tiny model %s in %s", key, cache_dir)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=cache_dir))
+        try:
+            tokenizer = build_tokenizer()
+            model = build_model(s, tokenizer)
+            n_params = sum(p.numel() for p in model.parameters())
+            model = warm_start(model, tokenizer, s, tmp / "sft")
+            shutil.rmtree(tmp / "sft", ignore_errors=True)
+            out = tmp / "model"
+            model.save_pretrained(out)
+            tokenizer.save_pretrained(out)
+            (out / MARKER).write_text(json.dumps({
+                "spec": s, "hash": key, "builder_version": BUILDER_VERSION,
+                "n_params": n_params, "build_seconds": round(time.perf_counter() - t0, 1),
+            }, indent=2, sort_keys=True))
+            if final.exists():  # an incomplete leftover (crashed build)
+                shutil.rmtree(final)
+            os.replace(out, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        log.info("tiny model %s built in %.0f s (%d params)", key, time.perf_counter() - t0, n_params)
+    return final
