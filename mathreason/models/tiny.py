@@ -167,8 +167,7 @@ def build_tokenizer(vocab_size: int = 1024):
     == text for any NFC text. Template words become single tokens; the chat
     tokens and the four XML tags are added tokens.
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from tokenizers import AddedToken, Regex
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
