@@ -50,3 +50,11 @@ sweep-grpo-vs-dpo: ## baseline vs GRPO vs DPO x 3 seeds on CPU (LAUNCHER=local|s
 
 sweep-reward-ablation: ## correctness-only vs seed reward x 3 seeds on CPU (LAUNCHER=local|slurm)
 	$(call SWEEP,reward_ablation_cpu)
+
+repro-cpu: ## both seed results in miniature on CPU (3 seeds each), report into docs/results/cpu
+	$(call SWEEP,repro_cpu)
+	$(PYTHON) -m mathreason.report outputs/sweeps/repro_cpu --out docs/results/cpu
+
+bench: ## benchmarks: GSM8K eval throughput and framework overhead vs plain TRL
+	$(PYTHON) benchmarks/eval_throughput.py
+	$(PYTHON) benchmarks/overhead.py

@@ -29,6 +29,9 @@ def fail(err: BaseException) -> None:
     """Report a user error in one line and exit 2 (raise it in debug mode)."""
     if debug_mode():
         raise err
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None and getattr(tqdm.tqdm, "_instances", None):
+        sys.stderr.write("\n")  # end an open progress bar's line first
     sys.stderr.write(f"error: {one_line(err)}\n")
     sys.stderr.flush()
     raise SystemExit(UserError.exit_code)

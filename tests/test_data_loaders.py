@@ -224,7 +224,7 @@ def test_latex_and_number_golds(tmp_path):
 @pytest.mark.parametrize(
     "override, pattern",
     [
-        ({"answer_format": "roman"}, r"^data\.answer_format: 'roman' is not one of gsm8k, number, latex$"),
+        ({"answer_format": "roman"}, r"^data\.answer_format: 'roman' is not one of gsm8k, number, latex, boxed$"),
         ({"question_field": None}, r"^data\.question_field: must be set$"),
         ({"max_eval": -1}, r"^data\.max_eval: must be a non-negative integer"),
         ({"max_eval": "ten"}, r"^data\.max_eval: must be a non-negative integer"),

@@ -262,7 +262,7 @@ def test_slurm_preemption_and_requeue_resume(tmp_path, cache_dir):
     submitit checkpoints the Hydra job and requeues it), job 1 is requeued by
     the admin (``scontrol requeue``: killed, then started again). Both resume
     from their last checkpoint and finish with one record per step."""
-    max_steps = 12
+    max_steps = 40  # long enough that the signal lands while the job still trains
     sweep_dir = tmp_path / "outputs" / "sweeps" / "sweep_preempt"
     proc = popen_cli(
         ["-m", "seed=0,1", "hydra/launcher=slurm", "experiment_name=sweep_preempt", "hydra.launcher.timeout_min=60",
