@@ -325,3 +325,29 @@ def test_slurm_preemption_and_requeue_resume(tmp_path, cache_dir):
         s.get(j, [])[-1:] == ["COMPLETED"] for j in ids) and s, 60, "sacct to show the jobs COMPLETED")
     for job_id in ids:
         assert "REQUEUED" in states[job_id] or "PREEMPTED" in states[job_id], states
+
+
+def test_report_from_a_real_sweep(tmp_path, cache_dir):
+    """The comparison report built from two short real runs (2-GRPO and 16-GRPO):
+    one table row per arm and valid PNG plots."""
+    import csv
+
+    import matplotlib.image
+
+    out = run_cli(
+        ["-m", "group_size=2,16", "experiment_name=sweep_report", "geometry.max_steps=2", "eval.every_n_steps=1",
+         f"cache_dir={cache_dir}", *TINY],
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    sweep_dir = tmp_path / "outputs" / "sweeps" / "sweep_report"
+    report = subprocess.run([sys.executable, "-m", "mathreason.report", str(sweep_dir), "--out", str(tmp_path / "rep")],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert report.returncode == 0, report.stderr[-2000:]
+    rows = list(csv.DictReader((tmp_path / "rep" / "results.csv").open()))
+    arms = [r["arm"] for r in rows]
+    assert "grpo G=2" in arms and "grpo G=16" in arms, arms
+    for name in ("accuracy_vs_step", "accuracy_vs_rollouts", "accuracy_vs_wallclock", "reward_components"):
+        image = matplotlib.image.imread(tmp_path / "rep" / f"{name}.png")
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert "| grpo G=2" in (tmp_path / "rep" / "results.md").read_text()
