@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 from omegaconf import OmegaConf
-from test_training import only_run_dir, records
+from test_training import SHORT, only_run_dir, records
 
 pytestmark = pytest.mark.slow
 
@@ -35,12 +35,7 @@ SHORT_GRPO = [
     "group_size=2",
     "geometry.rollouts_per_step=32",
     "geometry.max_steps=2",
-    "data.n_train=64",
-    "data.n_eval=32",
-    "eval.max_samples=32",
-    "eval.every_n_steps=0",
-    "grpo.max_completion_length=64",
-    "eval.max_new_tokens=64",
+    *(a for a in SHORT if a != "logger=none"),
 ]
 KEEP_WANDB_ENV = {"WANDB_SILENT"}
 
