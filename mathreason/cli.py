@@ -16,9 +16,43 @@ def debug_mode() -> bool:
     return os.environ.get("MATHREASON_DEBUG") == "1"
 
 
+_UNKNOWN_KEY = re.compile(r"Could not override '([^']+)'|^([\w.]+): unknown key")
+
+
+def known_keys() -> list[str]:
+    """Every key of the config schema (``grpo.learning_rate``, ...) and every config group."""
+    import dataclasses
+
+    import mathreason.schema as schema
+
+    def walk(cls, prefix: str) -> list[str]:
+        out = []
+        for f in dataclasses.fields(cls):
+            out.append(prefix + f.name)
+            sub = getattr(schema, str(f.type).split("|")[0].strip(), None)
+            if dataclasses.is_dataclass(sub):
+                out += walk(sub, f"{prefix}{f.name}.")
+        return out
+
+    return walk(schema.RootCfg, "") + ["experiment"]
+
+
+def suggest(key: str) -> str:
+    """'; did you mean X?' for a mistyped key, else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(key, known_keys(), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 def one_line(err: BaseException) -> str:
-    """The first meaningful part of an error message, on one line."""
+    """The first meaningful part of an error message, on one line. A
+    mistyped key gets the closest existing key, not Hydra's advice to add it."""
     text = str(err).split("Config search path")[0]
+    unknown = _UNKNOWN_KEY.search(text)
+    if unknown:
+        key = unknown[1] or unknown[2]
+        return f"{key}: unknown key{suggest(key)}"
     text = re.sub(r"\s*\n\s*", "; ", text.strip())
     text = re.sub(r"(; )+", "; ", text).replace("\t", " ")
     text = " ".join(text.split()).replace(":; ", ": ").rstrip(";")
@@ -59,11 +93,13 @@ def run_cli(hydra_main) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from mathreason.errors import NumericFault
+
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         os.environ["MATHREASON_DEBUG"] = "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us unformatted
     sys.argv = [sys.argv[0], *quote_group_choices(sys.argv[1:])]
     try:
         hydra_main()
-    except (UserError, HydraException, OmegaConfBaseException) as err:
+    except (UserError, NumericFault, HydraException, OmegaConfBaseException) as err:
         fail(err)

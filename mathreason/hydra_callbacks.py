@@ -29,15 +29,23 @@ from mathreason.errors import UserError
 
 
 class ValidateConfig(Callback):
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from pathlib import Path
+    """Single run: validate and claim the run dir before Hydra writes into it
+    (so a refused run never touches another run's files). Sweep: validate
+    every job before the launcher submits any. Hydra turns a callback's
+    exception into a warning, so a user error exits here (``fail``)."""
 
-        from mathreason.run_dir import check_reuse
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from mathreason.run_dir import check_reuse, claim, remove_created
         from mathreason.schema import validate
 
         try:
-            typed = validate(config)
-            check_reuse(Path(config.hydra.run.dir), typed)
+            typed = validate(config, list(config.hydra.overrides.task))
+            run_dir = claim(str(config.hydra.run.dir))
+            try:
+                check_reuse(run_dir, typed)
+            except UserError:
+                remove_created(run_dir)
+                raise
         except UserError as err:
             fail(err)
 

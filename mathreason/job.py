@@ -16,9 +16,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from mathreason.cli import fail
+from mathreason.cli import fail, one_line
 from mathreason.errors import UserError
-from mathreason.run_dir import check_reuse, comparable_config, read_state, remove_if_fresh, write_state
+from mathreason.run_dir import check_reuse, claim, comparable_config, read_state, release, remove_created, write_state
 
 log = logging.getLogger("mathreason")
 
@@ -68,47 +68,55 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     from mathreason.methods import get_method
     from mathreason.methods.common import RunContext
     from mathreason.run import slug
-    from mathreason.schema import validate
+    from mathreason.schema import preflight, validate
     from mathreason.telemetry import finish_wandb, init_wandb, scrub_secrets
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    typed = None
     try:
-        typed = validate(cfg)
+        typed = validate(cfg, overrides)
+        claim(run_dir)
         status = check_reuse(run_dir, typed)
         if status == "done":
-            log.info("%s already holds this finished run; nothing to do", run_dir)
+            log.info("%s already holds this finished run; nothing to do (pass another hydra.run.dir "
+                     "to train afresh)", run_dir)
+            release(run_dir)
             return read_state(run_dir).get("summary", {})
+        preflight(typed)
         train_rows, eval_rows = load_rows(typed, run_dir)
     except UserError as err:
-        remove_if_fresh(run_dir)
-        if multirun:
-            raise
-        fail(err)
+        if multirun or read_state(run_dir) is not None:
+            # keep the job's record: a sweep reports it, a resumable run keeps its work
+            record = {} if typed is None else {"config": scrub_secrets(comparable_config(typed))}
+            write_state(run_dir, status="failed", error=one_line(err), overrides=overrides, **record)
+            release(run_dir)
+        else:
+            remove_created(run_dir)
+        return _user_error(err, multirun)
 
     started = time.time()
     write_state(run_dir, status="running", method=typed.method, overrides=overrides,
-                experiment_name=typed.experiment_name,
+                experiment_name=typed.experiment_name, error=None,
                 config=scrub_secrets(comparable_config(typed)), started=started)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(scrub_secrets(OmegaConf.to_container(typed, resolve=True))))
-    device = setup_torch(typed)
-    name = slug(",".join(o for o in overrides if not o.startswith("hydra")))
-    ctx = RunContext(
-        cfg=typed, run_dir=run_dir, device=device, run_name=name, overrides=overrides,
-        train_rows=train_rows, eval_rows=eval_rows, resume=status == "resume", wandb_mode="disabled",
-    )
-    ctx.wandb_mode = init_wandb(typed, run_dir, name, overrides)
-    log.info("run dir: %s (%s, device=%s, W&B %s)", run_dir, "resuming" if ctx.resume else "new", device, ctx.wandb_mode)
     try:
+        device = setup_torch(typed)
+        name = slug(",".join(o for o in overrides if not o.startswith("hydra")))
+        ctx = RunContext(
+            cfg=typed, run_dir=run_dir, device=device, run_name=name, overrides=overrides,
+            train_rows=train_rows, eval_rows=eval_rows, resume=status == "resume", wandb_mode="disabled",
+        )
+        ctx.wandb_mode = init_wandb(typed, run_dir, name, overrides)
+        log.info("run dir: %s (%s, device=%s, W&B %s)", run_dir, "resuming" if ctx.resume else "new", device,
+                 ctx.wandb_mode)
         summary = get_method(typed.method)(ctx)
-    except NumericFault as err:
-        write_state(run_dir, status="failed", error=str(err))
+    except (UserError, NumericFault) as err:
+        write_state(run_dir, status="failed", error=one_line(err))
         finish_wandb()
-        if multirun:
-            raise
-        fail(err)
+        return _user_error(err, multirun)
     except (SystemExit, KeyboardInterrupt) as err:  # preempted (submitit requeues) or stopped by hand
         write_state(run_dir, status="interrupted", error=f"{type(err).__name__}: {err}")
         finish_wandb()
@@ -117,11 +125,22 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         write_state(run_dir, status="failed", error=f"{type(err).__name__}: {err}")
         finish_wandb()
         raise
+    finally:
+        release(run_dir)
     summary["run_dir"] = str(run_dir)
     write_state(run_dir, status="done", summary=summary, finished=time.time())
     finish_wandb(summary)
     print_summary(summary)
     return summary
+
+
+def _user_error(err: Exception, multirun: bool) -> dict:
+    """A sweep job raises (the sweep reports it and goes on); a single run
+    ends here in one line, exit 2 (Hydra would log a traceback-style line first)."""
+    if multirun:
+        raise err
+    fail(err)
+    return {}
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -3,12 +3,22 @@ re-run into the same directory resumes it or refuses — never mixes.
 
 ``run.json`` records the status (running, done, failed) and the resolved
 config that made the run; the config is compared on every re-run.
+
+Ownership: a run holds an exclusive lock on ``<run dir>/run.lock`` (which
+names its process) for as long as it runs, so a second run into the same
+directory is refused with one line naming the first. A directory that is
+neither new, empty nor a run dir is refused, and a run that fails early
+removes only what it created itself.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
+import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +28,10 @@ from omegaconf import DictConfig, OmegaConf
 from mathreason.errors import UserError
 
 STATE_FILE = "run.json"
+LOCK_FILE = "run.lock"
+# What a run dir may hold before a run claims it: a run's files, or Hydra's
+# bookkeeping left by a run that failed before it wrote run.json.
+HYDRA_FILES = {STATE_FILE, LOCK_FILE, ".hydra", "run.log"}
 # Keys that may change between a run and its resumption without changing results.
 NEUTRAL_KEYS = ("logger", "cache_dir", "threads", "experiment_name", "device")
 
@@ -74,12 +88,70 @@ def check_reuse(run_dir: Path, cfg: DictConfig) -> str:
     return "resume"
 
 
-def remove_if_fresh(run_dir: Path) -> None:
-    """Delete a directory this invocation created and filled with nothing but
-    Hydra's bookkeeping (used when a user error stops the run early)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir() or (run_dir / STATE_FILE).exists():
+# run dir (absolute) -> names it held before this process touched it, or the
+# outermost directory this process created for it (it did not exist)
+_BEFORE: dict[Path, set[str] | Path] = {}
+_LOCKS: dict[Path, int] = {}  # run dir -> open file descriptor holding its lock
+
+
+def claim(run_dir: str | Path) -> Path:
+    """Make ``run_dir`` this process's: refuse an empty path, a directory that
+    holds something other than a mathreason run, or one another process is
+    running in; create it if needed and lock it. Idempotent within a process."""
+    if not str(run_dir).strip():
+        raise UserError("hydra.run.dir is empty; pass a directory for the run (or leave the default)")
+    run_dir = Path(run_dir).absolute()
+    if run_dir in _LOCKS:
+        return run_dir
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"hydra.run.dir={run_dir} is a file, not a directory")
+    if run_dir not in _BEFORE:
+        if run_dir.is_dir():
+            before = {p.name for p in run_dir.iterdir()}
+        else:
+            before = run_dir
+            while not before.parent.exists():
+                before = before.parent
+        foreign = sorted(before - HYDRA_FILES) if isinstance(before, set) else []
+        if foreign and STATE_FILE not in before:
+            shown = ", ".join(foreign[:3]) + (" …" if len(foreign) > 3 else "")
+            raise UserError(
+                f"hydra.run.dir={run_dir} already holds files that are not a mathreason run ({shown}); "
+                "pass a new or empty directory"
+            )
+        _BEFORE[run_dir] = before
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        owner = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise UserError(f"hydra.run.dir={run_dir} is in use by {owner}; wait for it to end or pass another hydra.run.dir") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')} "
+                 f"({' '.join(sys.argv[1:])[:300]})\n".encode())
+    _LOCKS[run_dir] = fd
+    return run_dir
+
+
+def release(run_dir: str | Path) -> None:
+    fd = _LOCKS.pop(Path(run_dir).absolute(), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor drops the lock
+
+
+def remove_created(run_dir: str | Path) -> None:
+    """After an early failure: delete what this process created in ``run_dir``
+    (the whole directory if it created it), nothing else."""
+    run_dir = Path(run_dir).absolute()
+    if run_dir not in _BEFORE:
+        return  # not claimed by this process: touch nothing
+    before = _BEFORE.pop(run_dir)
+    release(run_dir)
+    if isinstance(before, Path):
+        shutil.rmtree(before, ignore_errors=True)
         return
-    allowed = {".hydra", "run.log", "main.log"}
-    if all(p.name in allowed or p.suffix == ".log" for p in run_dir.iterdir()):
-        shutil.rmtree(run_dir, ignore_errors=True)
+    for path in run_dir.iterdir():
+        if path.name not in before:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ the key. No torch import here: ``--help`` and ``--cfg job`` stay fast.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,7 @@ class ModelCfg:
     gpu_memory_utilization: float = 0.5  # unsloth fast_inference only
     lora: LoraCfg = field(default_factory=LoraCfg)
     tiny: Dict[str, Any] | None = None
+    gguf_file: str | None = None  # a .gguf file or pip:<req>#<member>, converted once (models/gguf.py)
 
 
 @dataclass
@@ -218,14 +220,96 @@ class RootCfg:
     dpo: DPOCfg | None = None
 
 
-def _one_of(key: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        raise UserError(f"{key}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
+# Range rules for numeric keys (a key absent from the composed config is skipped).
+POSITIVE = (
+    "grpo.learning_rate", "dpo.learning_rate", "geometry.epochs", "dpo.epochs", "grpo.temperature",
+    "eval.temperature", "dpo.mining.temperature", "grpo.max_grad_norm", "model.lora.alpha",
+)
+AT_LEAST_1 = (
+    "geometry.rollouts_per_step", "geometry.prompts_per_step", "geometry.grad_accum", "geometry.max_steps",
+    "geometry.lr_reference_group_size", "eval.batch_size", "eval.num_samples", "eval.max_samples",
+    "eval.max_new_tokens", "grpo.max_completion_length", "grpo.num_iterations", "grpo.logging_steps",
+    "dpo.rounds", "dpo.batch_size", "dpo.grad_accum", "dpo.max_length", "dpo.logging_steps",
+    "dpo.mining.max_new_tokens", "dpo.mining.batch_size", "dpo.mining.max_questions", "model.lora.r",
+    "model.max_seq_length", "checkpoint.keep", "threads", "data.n_train", "data.n_eval", "data.max_train",
+    "data.max_eval",
+)
+NON_NEGATIVE = (
+    "seed", "grpo.beta", "dpo.beta", "grpo.epsilon", "grpo.epsilon_high", "grpo.weight_decay",
+    "checkpoint.every_n_steps", "eval.every_n_steps",
+)
+UNIT_INTERVAL = {  # key: (low, high, whether low itself is allowed)
+    "grpo.top_p": (0.0, 1.0, False),
+    "model.lora.dropout": (0.0, 0.999, True),
+    "model.gpu_memory_utilization": (0.0, 1.0, False),
+    "rollout.vllm_gpu_memory_utilization": (0.0, 1.0, False),
+}
+# Overrides that would change nothing in the composed run: (key prefix, when it
+# has no effect, why). A user who sets them is told, not silently ignored.
+NO_EFFECT = (
+    ("model.lora.", lambda c: not c.model.lora.enabled and c.model.backend == "transformers",
+     "model.lora.enabled=false; add model.lora.enabled=true"),
+    ("group_size", lambda c: c.method != "grpo", "only GRPO samples groups (method={method})"),
+    ("geometry.", lambda c: c.method != "grpo", "the GRPO batch geometry is not used by method={method}"),
+    ("rollout.", lambda c: c.method != "grpo", "rollouts are GRPO's (method={method})"),
+    ("geometry.prompts_per_step", lambda c: c.geometry.hold == "rollouts", "geometry.hold=rollouts"),
+    ("geometry.rollouts_per_step", lambda c: c.geometry.hold == "prompts", "geometry.hold=prompts"),
+    ("geometry.lr_reference_group_size", lambda c: not c.geometry.scale_lr, "geometry.scale_lr=false"),
+    ("eval.temperature", lambda c: c.eval.num_samples == 1, "eval.num_samples=1 decodes greedily"),
+    ("rollout.vllm_", lambda c: c.rollout.engine != "vllm", "rollout.engine=transformers"),
+)
 
 
 def _at_least(key: str, value: Any, low: float) -> None:
     if value is not None and value < low:
         raise UserError(f"{key}={value} is too small; it must be >= {low}")
+
+
+class _Checker:
+    """Range checks that quote a value the way the user typed it."""
+
+    def __init__(self, cfg: DictConfig, overrides: list[str]):
+        self.cfg = cfg
+        self.typed = {}
+        for item in overrides:
+            key, sep, value = str(item).lstrip("+~").partition("=")
+            if sep:
+                self.typed[key] = value
+
+    def shown(self, key: str, value: Any) -> str:
+        return f"{key}={self.typed.get(key, value)}"
+
+    def one_of(self, key: str, allowed: tuple) -> None:
+        value = OmegaConf.select(self.cfg, key)
+        if value not in allowed:
+            raise UserError(f"{self.shown(key, value)} is not allowed; choose one of: {', '.join(map(str, allowed))}")
+
+    def ranges(self) -> None:
+        rules = [(k, "> 0", lambda v: v > 0) for k in POSITIVE]
+        rules += [(k, ">= 1", lambda v: v >= 1) for k in AT_LEAST_1]
+        rules += [(k, ">= 0", lambda v: v >= 0) for k in NON_NEGATIVE]
+        rules += [(k, f"in ({lo}, {hi}]" if not closed else f"in [{lo}, {hi}]",
+                   lambda v, lo=lo, hi=hi, closed=closed: (lo <= v if closed else lo < v) and v <= hi)
+                  for k, (lo, hi, closed) in UNIT_INTERVAL.items()]
+        for key, what, ok in rules:
+            value = OmegaConf.select(self.cfg, key, default=None)
+            if value is not None and not ok(value):
+                raise UserError(f"{self.shown(key, value)} is out of range; it must be {what}")
+
+    def finite(self, node: Any = None, prefix: str = "") -> None:
+        node = OmegaConf.to_container(self.cfg, resolve=True) if node is None else node
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            full = f"{prefix}{key}"
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"{self.shown(full, value)} is not a finite number")
+            self.finite(value, full + ".") if isinstance(value, (dict, list)) else None
+
+    def no_effect(self) -> None:
+        for key in self.typed:
+            for prefix, idle, why in NO_EFFECT:
+                if (key == prefix or key.startswith(prefix)) and idle(self.cfg):
+                    raise UserError(f"{self.shown(key, '')} has no effect: {why.format(method=self.cfg.method)}")
 
 
 def _check_types(cfg: DictConfig) -> DictConfig:
@@ -251,33 +335,48 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def validate(cfg: DictConfig) -> DictConfig:
-    """Check the composed config; return the schema-merged copy or raise UserError."""
+_validated: dict[str, DictConfig] = {}  # validation runs once per composed config and process
+
+
+def validate(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig:
+    """Check the composed config; return the schema-merged copy or raise
+    UserError. ``overrides`` (the command line's) let messages quote values
+    as typed and catch overrides that would have no effect."""
+    plain = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
+    memo = OmegaConf.to_yaml(plain) + repr(overrides)
+    if memo not in _validated:
+        _validated[memo] = _validate(plain, list(overrides or []))
+    return _validated[memo]
+
+
+def _validate(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     typed = _check_types(cfg)
-    _one_of("method", typed.method, METHODS)
+    check = _Checker(typed, overrides)
+    check.one_of("method", METHODS)
     if typed.method in ("grpo", "dpo") and typed[typed.method] is None:
         raise UserError(f"{typed.method}: settings missing; select the method with method={typed.method}")
-    _one_of("device", typed.device, DEVICES)
-    _one_of("model.backend", typed.model.backend, BACKENDS)
-    _one_of("model.dtype", typed.model.dtype, DTYPES)
-    _one_of("rollout.engine", typed.rollout.engine, ROLLOUT_ENGINES)
-    _one_of("data.answer_format", typed.data.answer_format, ANSWER_FORMATS)
-    _one_of("logger.mode", typed.logger.mode, LOGGER_MODES)
-    _one_of("geometry.hold", typed.geometry.hold, GEOMETRY_HOLDS)
-    if typed.model.id is None and typed.model.tiny is None:
-        raise UserError("model.id: a hub id or local path is required (or a `tiny:` spec for the embedded model)")
+    for key, allowed in (("device", DEVICES), ("model.backend", BACKENDS), ("model.dtype", DTYPES),
+                         ("rollout.engine", ROLLOUT_ENGINES), ("data.answer_format", ANSWER_FORMATS),
+                         ("logger.mode", LOGGER_MODES), ("geometry.hold", GEOMETRY_HOLDS)):
+        check.one_of(key, allowed)
+    if not str(typed.cache_dir).strip():
+        raise UserError("cache_dir is empty (is MATHREASON_CACHE_DIR set to an empty string?); "
+                        "unset it or name a directory")
+    if typed.model.id is None and typed.model.tiny is None and typed.model.gguf_file is None:
+        raise UserError("model.id: a hub id or local path is required (or a `tiny:` spec or model.gguf_file)")
+    if typed.model.gguf_file is not None:
+        from mathreason.models.gguf import parse_source
+
+        if parse_source(typed.model.gguf_file)[0] == "file" and not Path(typed.model.gguf_file).expanduser().is_file():
+            raise UserError(f"model.gguf_file: no such file: {typed.model.gguf_file}")
+    if typed.model.id is not None and typed.model.tiny is not None:
+        raise UserError(f"{check.shown('model.id', typed.model.id)}: model={typed.model.name} builds its own weights "
+                        "(model.tiny); to load another model choose a model config that has none, "
+                        "e.g. model=qwen2.5-0.5b-instruct model.id=...")
     _at_least("group_size.num_generations", typed.group_size.num_generations, 2)
-    _at_least("geometry.rollouts_per_step", typed.geometry.rollouts_per_step, 1)
-    _at_least("geometry.prompts_per_step", typed.geometry.prompts_per_step, 1)
-    _at_least("geometry.grad_accum", typed.geometry.grad_accum, 1)
-    _at_least("geometry.max_steps", typed.geometry.max_steps, 1)
-    if typed.geometry.epochs <= 0:
-        raise UserError(f"geometry.epochs={typed.geometry.epochs} must be > 0")
-    _at_least("eval.batch_size", typed.eval.batch_size, 1)
-    _at_least("eval.num_samples", typed.eval.num_samples, 1)
-    _at_least("eval.max_samples", typed.eval.max_samples, 1)
-    _at_least("eval.every_n_steps", typed.eval.every_n_steps, 0)
-    _at_least("threads", typed.threads, 1)
+    check.finite()
+    check.ranges()
+    check.no_effect()
     if typed.method == "grpo":
         from mathreason.geometry import plan_geometry
 
@@ -287,7 +386,6 @@ def validate(cfg: DictConfig) -> DictConfig:
 
         plan_geometry(typed, n_train_prompts=None)  # raises on batch/group mismatches
     if typed.method == "dpo":
-        _at_least("dpo.rounds", typed.dpo.rounds, 1)
         _at_least("dpo.mining.samples_per_question", typed.dpo.mining.samples_per_question, 2)
     if not typed.reward.functions:
         raise UserError("reward.functions: at least one reward function with a weight is required")
@@ -325,3 +423,39 @@ def _check_accelerator(typed: DictConfig) -> None:
             f"{wants_gpu[0]} needs a CUDA GPU and none is available here; "
             "use the transformers backend on CPU (model.backend=transformers model.load_in_4bit=false rollout.engine=transformers)"
         )
+
+
+def looks_like_path(name: str) -> bool:
+    """A local path rather than a hub id (``org/name``)."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or name.endswith(".gguf")
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True"):
+        return False
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def preflight(typed: DictConfig) -> None:
+    """Checks that depend on where the run runs (not on the config alone),
+    done before anything heavy is loaded: the model's weights can be had."""
+    model = typed.model
+    if model.id is None or model.tiny is not None or getattr(model, "gguf_file", None):
+        return
+    if Path(model.id).expanduser().exists():
+        return
+    if looks_like_path(model.id):
+        raise UserError(f"model.id={model.id}: no such directory")
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(model.id, "config.json"), str):
+        return  # in the local Hugging Face cache
+    if not hub_reachable():
+        raise UserError(f"model.id={model.id}: not in the local Hugging Face cache and the hub cannot be reached "
+                        "(offline); download it where there is network, or point model.id at a local directory")

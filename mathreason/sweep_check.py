@@ -22,15 +22,26 @@ def sweep_jobs(config: DictConfig) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
+def check_launcher(config: DictConfig) -> None:
+    """The SLURM launcher needs SLURM where the sweep is started."""
+    import shutil
+
+    target = str(config.hydra.launcher.get("_target_", ""))
+    if "Slurm" in target and shutil.which("sbatch") is None:
+        raise UserError("hydra/launcher=slurm needs SLURM, and `sbatch` is not on PATH here; "
+                        "use hydra/launcher=local, or start a cluster first (make slurm-up)")
+
+
 def validate_sweep(config: DictConfig) -> int:
     from mathreason.schema import validate
 
+    check_launcher(config)
     loader = GlobalHydra.instance().config_loader()
     jobs = sweep_jobs(config)
     for number, overrides in enumerate(jobs[:MAX_CHECKED_JOBS]):
         job_cfg = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
         try:
-            validate(job_cfg)
+            validate(job_cfg, list(overrides))
         except UserError as err:
             raise UserError(f"sweep job #{number} ({' '.join(overrides)}): {err}") from err
     return len(jobs)
