@@ -6,11 +6,17 @@ prompts vs 16x32) and scales the learning rate with prompts per step (8e-6 vs
 1e-6); both arms train the same number of epochs over the same prompts, so
 G=2 takes 1/8 of the steps. ``geometry.hold=prompts`` keeps prompts per step
 equal instead; ``geometry.max_steps`` fixes the step count.
+
+Rollouts per optimisation step are a global count: TRL multiplies the
+per-device batch by the number of processes, so the per-device batch is the
+step's rollouts divided by grad_accum x world size, and the comparison stays
+the same on 1 GPU or 8.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,8 +28,9 @@ class Geometry:
     group_size: int
     prompts_per_step: int
     rollouts_per_step: int
-    per_device_batch: int  # completions per micro-batch (TRL's per_device_train_batch_size)
+    per_device_batch: int  # completions per micro-batch and device (TRL's per_device_train_batch_size)
     grad_accum: int
+    world_size: int  # processes (devices) that share each step's rollouts
     learning_rate: float
     lr_scale: float
     steps: int | None  # None until the number of training prompts is known
@@ -34,10 +41,18 @@ class Geometry:
         return {f"geometry/{k}": v for k, v in asdict(self).items() if v is not None}
 
 
-def plan_geometry(cfg: Any, n_train_prompts: int | None, base_lr: float | None = None) -> Geometry:
-    """Work out the geometry from ``cfg.geometry``, ``cfg.group_size`` and the
-    method's learning rate; raise UserError naming the key on a mismatch."""
+def world_size() -> int:
+    """Processes of this launch (torchrun / accelerate set WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def plan_geometry(cfg: Any, n_train_prompts: int | None, base_lr: float | None = None,
+                  world: int | None = None) -> Geometry:
+    """Work out the geometry from ``cfg.geometry``, ``cfg.group_size``, the
+    method's learning rate and the world size; raise UserError naming the key
+    on a mismatch."""
     geo = cfg.geometry
+    world = world_size() if world is None else int(world)
     g = int(cfg.group_size.num_generations)
     if geo.hold == "rollouts":
         rollouts = int(geo.rollouts_per_step)
@@ -53,10 +68,10 @@ def plan_geometry(cfg: Any, n_train_prompts: int | None, base_lr: float | None =
         rollouts = prompts * g
         ref_prompts = prompts
     accum = int(geo.grad_accum)
-    if rollouts % accum:
+    if rollouts % (accum * world):
         raise UserError(
-            f"geometry.grad_accum={accum} does not divide the {rollouts} rollouts per step; "
-            f"use a divisor of {rollouts}"
+            f"geometry.grad_accum={accum} x world size {world} does not divide the {rollouts} rollouts per step; "
+            f"use a grad_accum that, times {world}, divides {rollouts}"
         )
     lr_scale = prompts / ref_prompts if geo.scale_lr else 1.0
     lr = float(base_lr if base_lr is not None else cfg.grpo.learning_rate) * lr_scale
@@ -74,8 +89,9 @@ def plan_geometry(cfg: Any, n_train_prompts: int | None, base_lr: float | None =
         group_size=g,
         prompts_per_step=prompts,
         rollouts_per_step=rollouts,
-        per_device_batch=rollouts // accum,
+        per_device_batch=rollouts // (accum * world),
         grad_accum=accum,
+        world_size=world,
         learning_rate=lr,
         lr_scale=lr_scale,
         steps=steps,

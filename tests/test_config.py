@@ -122,3 +122,30 @@ def test_bad_override_is_one_line_exit_2(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "group_size" in out.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("world", [1, 2, 4, 8])
+@pytest.mark.parametrize("group", [2, 16])
+def test_rollouts_per_step_hold_for_every_world_size(monkeypatch, tmp_path, world, group):
+    """TRL multiplies the per-device batch by the number of processes: with a
+    faked distributed state of `world` processes, TRL's own GRPOConfig still
+    draws the configured rollouts per optimisation step."""
+    from transformers import TrainingArguments
+    from trl import GRPOConfig
+
+    monkeypatch.setattr(TrainingArguments, "world_size", property(lambda self: world))
+    cfg = compose([f"group_size={group}", "geometry.rollouts_per_step=64", "geometry.grad_accum=2"])
+    geo = plan_geometry(cfg, n_train_prompts=256, world=world)
+    assert geo.world_size == world and geo.as_log()["geometry/world_size"] == world
+    args = GRPOConfig(output_dir=str(tmp_path), num_generations=geo.group_size, use_cpu=True, bf16=False,
+                      per_device_train_batch_size=geo.per_device_batch, gradient_accumulation_steps=geo.grad_accum)
+    assert args.generation_batch_size == 64  # completions per generation = per optimisation step
+    assert args.generation_batch_size // args.num_generations == 64 // group  # prompts per step
+
+
+def test_world_size_comes_from_the_launcher_and_must_divide_the_step(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")  # as torchrun / accelerate launch set it
+    assert plan_geometry(compose(["geometry.rollouts_per_step=64"]), n_train_prompts=256).per_device_batch == 16
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    with pytest.raises(UserError, match="world size 3"):
+        plan_geometry(compose(["geometry.rollouts_per_step=64"]), n_train_prompts=256)
