@@ -1,9 +1,41 @@
-"""Answer extraction from completions and comparison with gold answers.
+r"""Answer extraction from completions and comparison with gold answers.
 
 Formats: ``gsm8k`` (worked solution ending in ``#### N``), ``number`` (a plain
-number) and ``latex`` (MATH-style LaTeX, compared with math-verify). Numbers
-are compared exactly (``Fraction``), never with float tolerance.
+number), ``latex`` (MATH-style LaTeX, compared with math-verify) and ``boxed``
+(the last ``\boxed{}`` of a worked solution, then as latex). Numbers are
+compared exactly (``Fraction``), never with float tolerance.
 math-verify (sympy) is imported lazily so that importing this module is fast.
+
+Hedged answers score 0. A policy under RL learns to state several values
+(``7 or 9``, ``\boxed{3} \boxed{4}``) when the scorer credits any of them, so a
+prediction is correct only if *every* value it states equals the gold.
+``answer_candidates`` reads the values an answer states:
+
+- each ``\boxed{}`` (else each ``$…$``, ``\(…\)``, ``\[…\]`` span) is a
+  value; the text around them is commentary (``x = \boxed{5}.``) unless it holds a
+  separator, then its pieces are values too (``\boxed{3} or 4``);
+- a span (or the whole answer) splits into values at ``,`` ``;`` newlines ``\\``
+  ``\quad`` ``\lor`` outside brackets, so tuples and intervals (``(3, \pi)``,
+  ``[2, 5)``) and thousands separators (``1,000``, ``32,\!348``) stay whole, and
+  at the words ``or``/``and`` anywhere (``\text{4 or 5}``);
+- the same text twice is one value (``18 or 18``, two identical ``<answer>`` blocks).
+
+A gold of several values (``1, 2``, ``\text{Ann and Bo}``, or
+``1 \pm \sqrt{19}``, which math-verify reads as a set) is compared with all
+the values stated, as a set.
+Where the values come from: the strict answer is the ``<answer>`` block
+content, several differing blocks all counting. The lenient answer is the same
+when the completion has an ``<answer>`` block (so lenient >= strict), else
+every ``\boxed{}`` of the completion (reference solutions box one value in
+several forms), else the last number in the text: a worked solution is full
+of numbers, so only that extracted span is checked for hedging.
+
+Extraction and comparison are linear-time, with caps that mean "no answer":
+an answer span longer than MAX_ANSWER_CHARS scores 0, a ``\boxed{`` not
+closed within MAX_ANSWER_CHARS is ignored like an unclosed one, and a text
+with more than MAX_SPANS ``\boxed{}`` (or ``<answer>`` blocks) has no boxed
+(or tagged) answer. math-verify itself can still spend up to
+MATH_VERIFY_TIMEOUT on a short answer (nested parentheses, power towers).
 """
 
 from __future__ import annotations
@@ -19,9 +51,12 @@ FORMATS = ("gsm8k", "number", "latex", "boxed")
 # Seconds math-verify may spend on one parse / one comparison (main thread only:
 # its timeout uses signal.alarm, which raises in other threads).
 MATH_VERIFY_TIMEOUT = 5
-# Longer LaTeX predictions score False without calling math-verify: a final
-# answer is short, and sympy needs seconds on long garbage.
-MAX_LATEX_PRED_CHARS = 512
+# A longer answer span scores 0: a final answer is short, and sympy needs
+# seconds on long garbage. Also the most a \boxed{} may hold.
+MAX_ANSWER_CHARS = 512
+# A text with more \boxed{} (or more <answer> blocks) than this has no boxed
+# (or tagged) answer: this bounds the brace scans.
+MAX_SPANS = 64
 
 
 class GoldParseError(ValueError):
@@ -31,32 +66,57 @@ class GoldParseError(ValueError):
 # --------------------------------------------------------------------------
 # extraction
 
+_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BRACE = re.compile(r"[{}]")
+
+
+def _join(spans) -> str:
+    """Distinct answer spans, one a line (``answer_candidates`` reads each line as a value)."""
+    return "\n".join(dict.fromkeys(s.strip() for s in spans if s.strip()))
+
+
+def _too_many_spans(text: str) -> bool:
+    """More than MAX_SPANS boxes or answer blocks: a degenerate text with no answer."""
+    return max(text.count("\\boxed") + text.count("\\fbox"), text.count("</answer>")) > MAX_SPANS
+
 
 def extract_xml_answer(text: str | None) -> str | None:
-    """Content of the last complete ``<answer>...</answer>`` block, stripped."""
-    if not text:
+    """Content of the complete ``<answer>...</answer>`` block, stripped.
+
+    Several blocks that differ are all returned, one a line, so that
+    ``answers_match`` sees each as a candidate. An unclosed ``<answer>`` is ignored.
+    """
+    if not text or _too_many_spans(text):
         return None
-    end = text.rfind("</answer>")
-    if end < 0:
-        return None
-    start = text.rfind("<answer>", 0, end)
-    if start < 0:
-        return None
-    return text[start + len("<answer>") : end].strip()
+    blocks, pos = [], 0
+    while (end := text.find("</answer>", pos)) >= 0:
+        start = text.rfind("<answer>", pos, end)
+        if start >= 0:
+            blocks.append(text[start + len("<answer>") : end])
+        pos = end + len("</answer>")
+    return _join(blocks) if blocks else None
+
+
+def _boxes(text: str) -> list[tuple[int, int, int]]:
+    """``(start, content start, content end)`` of each outermost ``\\boxed{...}``
+    (or ``\\fbox{...}``) whose braces close within MAX_ANSWER_CHARS."""
+    spans: list[tuple[int, int, int]] = []
+    for box in _BOX.finditer(text):
+        if spans and box.start() < spans[-1][2]:
+            continue  # inside the previous box
+        depth = 1
+        for brace in _BRACE.finditer(text, box.end(), box.end() + MAX_ANSWER_CHARS + 1):
+            depth += 1 if brace.group() == "{" else -1
+            if depth == 0:
+                spans.append((box.start(), box.end(), brace.start()))
+                break
+    return spans
 
 
 def extract_boxed(text: str | None) -> str | None:
     """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) with balanced braces."""
-    if not text:
-        return None
-    for match in reversed(list(re.finditer(r"\\(?:boxed|fbox)\s*\{", text))):
-        depth, i = 1, match.end()
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            return text[match.end() : i - 1].strip()
-    return None
+    spans = _boxes(text) if text and not _too_many_spans(text) else None
+    return text[spans[-1][1] : spans[-1][2]].strip() if spans else None
 
 
 # A number as written in text: optional sign and `$`, thousands commas, decimals.
@@ -65,20 +125,71 @@ _NUMBER_IN_TEXT = re.compile(r"(?:(?<![\w)\]])-)?\$?(?:(?:\d{1,3}(?:,\d{3})+|\d+
 
 
 def extract_last_number(text: str | None) -> str | None:
-    """The last number in the text as written (``1,080``, ``-3``, ``2.5``, ``$18``)."""
-    if not text:
+    """The last number in the text as written (``1,080``, ``-3``, ``2.5``, ``$18``);
+    None if it is longer than MAX_ANSWER_CHARS."""
+    end = max(text.rfind(digit) for digit in "0123456789") + 1 if text else 0
+    if not end:
         return None
-    found = _NUMBER_IN_TEXT.findall(text)
-    return found[-1].strip() if found else None
+    # Only a window before the last digit: the last number lies in it, or is too long.
+    *_, last = _NUMBER_IN_TEXT.finditer(text, max(0, end - 2 * MAX_ANSWER_CHARS), end)
+    return last.group().strip() if len(last.group()) <= MAX_ANSWER_CHARS else None
 
 
 def extract_lenient_answer(text: str | None) -> str | None:
-    """Last ``\\boxed{}``, else the XML answer, else the last number in the text."""
-    for extract in (extract_boxed, extract_xml_answer, extract_last_number):
-        answer = extract(text)
-        if answer:
-            return answer
-    return None
+    """The XML answer when there is one (as strict), else every ``\\boxed{}`` (one
+    a line when they differ), else the last number in the text."""
+    if not text or _too_many_spans(text):
+        return None
+    boxes = (text[start:end] for _, start, end in _boxes(text))
+    return extract_xml_answer(text) or _join(boxes) or extract_last_number(text)
+
+
+# --------------------------------------------------------------------------
+# candidate values
+
+# A \text{} holding a lone "or"/"and": the word itself.
+_TEXT_WORD = re.compile(r"\\(?:text|textrm|textnormal|mbox|mathrm)\s*\{\s*(or|and)\s*\}")
+# Brackets nest; separators outside brackets, and "or"/"and" anywhere, split an answer into values.
+_TOKEN = re.compile(
+    r"(?P<open>\\left(?![a-zA-Z])\s*\\?.|\\begin\s*\{[^{}]*\}|[([{])"
+    r"|(?P<close>\\right(?![a-zA-Z])\s*\\?.|\\end\s*\{[^{}]*\}|[)\]}])"
+    r"|(?P<thousands>(?<=\d),(?=(?:\\!\s*)?\d{3}(?!\d)))"
+    r"|(?P<sep>[,;\n]|\\\\|\\q?quad(?![a-zA-Z])|\\(?:lor|vee)(?![a-zA-Z]))"
+    r"|(?P<word>\b(?i:or|and)\b)"
+)
+# $...$ (not "$18 or $19": a closing $ is not followed by a digit), \(...\), \[...\].
+_MATH_SPAN = re.compile(r"(?<!\\)\$\$?(.+?)(?<!\\)\$\$?(?!\d)|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+
+
+def _split(text: str) -> list[str]:
+    """``text`` cut at its separators (pieces unstripped, possibly empty)."""
+    text = _TEXT_WORD.sub(r" \1 ", text)
+    pieces, depth, start = [], 0, 0
+    for token in _TOKEN.finditer(text):
+        kind = token.lastgroup
+        depth += {"open": 1, "close": -1}.get(kind, 0)
+        if kind == "word" or (kind == "sep" and depth <= 0):
+            pieces.append(text[start : token.start()])
+            start = token.end()
+    return pieces + [text[start:]]
+
+
+def answer_candidates(answer: str) -> list[str]:
+    """The distinct values an answer states, in order (see the module docstring):
+    ``7 or 9`` -> ``["7", "9"]``, ``x = \\boxed{5}`` -> ``["5"]``, ``(3, 4)`` -> ``["(3, 4)"]``.
+    None stated (``[]``) by an answer longer than MAX_ANSWER_CHARS."""
+    if len(answer) > MAX_ANSWER_CHARS:
+        return []
+    boxes = [(start, end + 1, answer[inner:end]) for start, inner, end in _boxes(answer)]
+    spans = boxes or [(m.start(), m.end(), m[1] or m[2] or m[3]) for m in _MATH_SPAN.finditer(answer)]
+    pieces = [content for _, _, content in spans] or [answer]
+    if spans:
+        cuts = [0, *(i for start, end, _ in spans for i in (start, end)), len(answer)]
+        outside = " ".join(answer[a:b] for a, b in zip(cuts[::2], cuts[1::2]))
+        if len(_split(outside)) > 1:  # "\boxed{3} or 4": the commentary states values too
+            pieces.append(outside)
+    values = (" ".join(v.split()) for piece in pieces for v in _split(piece))
+    return list(dict.fromkeys(v for v in values if v))
 
 
 # --------------------------------------------------------------------------
@@ -114,12 +225,14 @@ def parse_number(text: str | None) -> Fraction | None:
 
     Accepts ``1,080``, ``$18``, ``-5.0``, ``50%`` (= 50), ``18 dollars``,
     ``x = 5``, ``3/4``, ``\\frac{3}{4}``, ``\\boxed{7}``, ``{,}`` separators.
-    Rejects text with more than one number, with words before the number, or
-    with value-changing words after it (``2 and a half``, ``5 million``).
+    Rejects text stating more than one value (``3 or 4``, ``\\boxed{3} \\boxed{4}``,
+    ``5 apples and 3``), with words before the number, with value-changing words
+    after it (``2 and a half``, ``5 million``), or longer than MAX_ANSWER_CHARS.
     """
-    if text is None:
+    values = answer_candidates(text) if text is not None else []
+    if len(values) != 1:
         return None
-    s = extract_boxed(text) or text
+    s = values[0]
     s = _TEXT_CMD.sub(r" \1", s)
     s = _LATEX_NOISE.sub("", s).replace("{,}", ",").replace("\\$", "").replace("\\%", "%")
     s = s.replace("$", "").strip().rstrip(".").strip()
@@ -196,21 +309,28 @@ def parse_gold(raw: str, fmt: str) -> str:
 
 
 def answers_match(pred: str | None, gold: str, fmt: str) -> bool:
-    """True if the predicted answer equals the (parsed) gold answer.
+    """True if every value the prediction states (``answer_candidates``) equals
+    the (parsed) gold answer; a hedge such as ``7 or 9`` is never correct.
 
     gsm8k/number: exact numeric equality via ``parse_number``.
-    latex: math-verify equivalence (``\\dfrac{14}{3}`` == ``28/6``, tuples,
-    intervals); predictions over MAX_LATEX_PRED_CHARS score False.
+    latex/boxed: math-verify equivalence (``\\dfrac{14}{3}`` == ``28/6``, tuples,
+    intervals); a gold of several values (``1, 2``, ``1 \\pm \\sqrt{19}``) is
+    compared with all the values stated, as a set.
+    Predictions over MAX_ANSWER_CHARS score False.
     Never raises on a garbage prediction: it scores False.
     """
-    if pred is None or not pred.strip():
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown answer format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    values = answer_candidates(pred) if pred is not None else []
+    if not values:
         return False
     if fmt in ("gsm8k", "number"):
-        value = parse_number(pred)
-        return value is not None and value == parse_number(gold)
-    if fmt in ("latex", "boxed"):
-        return len(pred) <= MAX_LATEX_PRED_CHARS and _latex_match(pred.strip(), gold.strip())
-    raise ValueError(f"unknown answer format {fmt!r}; allowed: {', '.join(FORMATS)}")
+        gold_value = parse_number(gold)
+        return gold_value is not None and all(parse_number(v) == gold_value for v in values)
+    gold = gold.strip()
+    if len(answer_candidates(gold)) > 1 or _is_set(_parsed_gold(gold)):  # "1, 2", "\text{Ann and Bo}"
+        return _latex_match(", ".join(values), gold)
+    return all(_latex_match(v, gold) for v in values)
 
 
 def _dollars(latex: str) -> str:
@@ -238,21 +358,34 @@ def _parsed_gold(gold: str) -> tuple:
     return tuple(_math_verify_parse(_dollars(gold)))
 
 
-def _latex_match(pred: str, gold: str) -> bool:
+def _is_set(parsed) -> bool:
+    """Whether math-verify read several values (``1, 2``, ``1 \\pm \\sqrt{19}``)."""
+    from sympy import FiniteSet
+
+    return bool(parsed) and isinstance(parsed[0], FiniteSet) and len(parsed[0]) > 1
+
+
+def _verify(gold_parsed, pred_parsed) -> bool:
+    from math_verify import verify
+
+    try:
+        return bool(pred_parsed) and verify(gold_parsed, pred_parsed, timeout_seconds=_timeout())
+    except Exception:
+        return False
+
+
+@lru_cache(maxsize=4096)  # a group of rollouts repeats answers; eval scores strict and lenient
+def _latex_match(value: str, gold: str) -> bool:
+    """math-verify equivalence of one stated value (or a set of them) with the gold."""
     gold_parsed = list(_parsed_gold(gold))
     if not gold_parsed:
         return False
-    from math_verify import verify
-
-    # First the prediction as math; then math-verify's own extraction from
-    # the raw text (``x = 5``, ``the answer is 5``).
-    for candidate in dict.fromkeys([_dollars(pred), pred]):
-        pred_parsed = _math_verify_parse(candidate)
-        if not pred_parsed:
-            continue
-        try:
-            if verify(gold_parsed, pred_parsed, timeout_seconds=_timeout()):
-                return True
-        except Exception:
-            continue
-    return False
+    value = re.sub(r"(?<!\\)\$", "", value)  # a currency sign ("$18"): math delimiters are gone
+    pred_parsed = _math_verify_parse(f"${value}$")
+    if _verify(gold_parsed, pred_parsed):
+        return True
+    # Else math-verify's extraction from raw text (``18 dollars``, ``the answer is 5``),
+    # which takes the last value it finds: only for a value with one number, not a set (``\pm 3``).
+    if _is_set(pred_parsed) or len(_NUMBER_IN_TEXT.findall(value)) != 1:
+        return False
+    return _verify(gold_parsed, _math_verify_parse(value))

@@ -22,7 +22,7 @@ from mathreason.errors import NumericFault, UserError
 RewardFunc = Callable[..., list]
 
 _STRICT = re.compile(r"^<reasoning>\n.*?\n</reasoning>\n<answer>\n.*?\n</answer>\n?\Z", re.DOTALL)
-_SOFT = re.compile(r"<reasoning>.*?</reasoning>\s*<answer>.*?</answer>", re.DOTALL)
+_REASONING_THEN_ANSWER = re.compile(r"</reasoning>\s*<answer>")
 _INTEGER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)")
 
 
@@ -53,17 +53,27 @@ def strict_format(prompts, completions, **kwargs) -> list[float]:
     """1.0 if the whole completion is exactly the reasoning/answer layout
     (multi-line reasoning allowed, one optional trailing newline) with each
     tag once: the public regex alone also accepts two answer blocks."""
-    return [1.0 if _STRICT.match(text) and _tags_once(text) else 0.0 for text in _texts(completions)]
+    return [1.0 if _tags_once(text) and _STRICT.match(text) else 0.0 for text in _texts(completions)]
 
 
 def _tags_once(text: str) -> bool:
+    # Checked before _STRICT: with each tag once its lazy scans are linear, not quadratic.
     return all(text.count(tag) == 1 for tag in ("<reasoning>", "</reasoning>", "<answer>", "</answer>"))
 
 
 def soft_format(prompts, completions, **kwargs) -> list[float]:
     """1.0 if a ``<reasoning>…</reasoning>`` block followed by an
     ``<answer>…</answer>`` block appears anywhere."""
-    return [1.0 if _SOFT.search(text) else 0.0 for text in _texts(completions)]
+    return [1.0 if _soft(text) else 0.0 for text in _texts(completions)]
+
+
+def _soft(text: str) -> bool:
+    # Linear form of re.search(r"<reasoning>.*?</reasoning>\s*<answer>.*?</answer>", text, re.DOTALL),
+    # which is cubic on repeated tags: the first <reasoning>, then the first
+    # </reasoning><answer> after it, then any </answer>.
+    start = text.find("<reasoning>")
+    middle = _REASONING_THEN_ANSWER.search(text, start + len("<reasoning>")) if start >= 0 else None
+    return middle is not None and text.find("</answer>", middle.end()) >= 0
 
 
 def integer(prompts, completions, **kwargs) -> list[float]:

@@ -6,13 +6,20 @@ from pathlib import Path
 import pytest
 
 from mathreason.answers import (
+    MAX_ANSWER_CHARS,
+    MAX_SPANS,
     GoldParseError,
+    answer_candidates,
     answers_match,
+    extract_boxed,
+    extract_last_number,
     extract_lenient_answer,
     extract_xml_answer,
     parse_gold,
     parse_number,
 )
+from mathreason.data.prompts import format_completion
+from mathreason.evaluation import score_completion
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -35,7 +42,8 @@ def read_jsonl(rel: str) -> list[dict]:
         ("<reasoning>\n2+2\n</reasoning>\n<answer>\n4\n</answer>", "4"),
         ("<answer>  -7 </answer>", "-7"),
         ("<reasoning>\nstep 1\nstep 2\n\nstep 3\n</reasoning>\n<answer>\nline a\nline b\n</answer>", "line a\nline b"),
-        ("<answer>1</answer> then <answer>2</answer>", "2"),  # last block wins
+        ("<answer>1</answer> then <answer>2</answer>", "1\n2"),  # differing blocks: all, one a line
+        ("<answer>2</answer> then <answer> 2 </answer>", "2"),  # the same block twice
         ("<answer>1</answer> then <answer>2", "1"),  # last complete block
         ("<answer>a <answer>b</answer>", "b"),
         ("<answer>\n18\n</answer>\nSo the answer is 18. Thanks!", "18"),  # trailing text
@@ -59,10 +67,12 @@ def test_extract_xml_answer(text, expected):
     "text, expected",
     [
         (r"so $x = \boxed{\frac{1}{2}}$.", r"\frac{1}{2}"),
-        (r"\boxed{3} first, then \boxed{5}", "5"),
+        (r"\boxed{3} first, then \boxed{5}", "3\n5"),  # differing boxes: all, one a line
+        (r"\boxed{5} first, then \boxed{5}", "5"),
         (r"\boxed{\left( 3, \frac{\pi}{2} \right)}", r"\left( 3, \frac{\pi}{2} \right)"),
         (r"\boxed{7} and a truncated \boxed{\frac{1", "7"),  # unbalanced last box is ignored
-        (r"<answer>\boxed{12}</answer>", "12"),
+        (r"<answer>\boxed{12}</answer>", r"\boxed{12}"),  # the tagged answer first, as strict
+        (r"\boxed{3} in the reasoning, <answer>4</answer>", "4"),
         ("<reasoning>\n3 + 4\n</reasoning>\n<answer>\nseven\n</answer>", "seven"),
         ("She pays $1,080 in total.", "$1,080"),
         ("The temperature drops to -3 degrees.", "-3"),
@@ -219,6 +229,199 @@ def test_garbage_scores_false_without_raising(garbage):
 
 
 # --------------------------------------------------------------------------
+# hedged answers (issue 16): every value an answer states must equal the gold
+
+# (prediction, gold, format, the right value alone: it scores correct, the hedge does not)
+HEDGED = [
+    ("7 or 9", "9", "latex", "9"),
+    ("2, 3", "3", "latex", "3"),
+    ("x = 5 or x = 6", "6", "latex", "x = 6"),
+    ("3; 4", "4", "latex", "4"),
+    ("3 and 4", "4", "latex", "4"),
+    ("3\n4", "4", "latex", "4"),
+    (r"3 \\ 4", "4", "latex", "4"),
+    (r"3 \quad 4", "4", "latex", "4"),
+    (r"3 \vee 4", "4", "latex", "4"),
+    (r"3 \text{ or } 4", "4", "latex", "4"),
+    (r"\text{4 or 5}", "5", "latex", "5"),
+    (r"4 \text{ (or 5)}", "4", "latex", "4"),
+    (r"\pm 3", "3", "latex", "3"),
+    (r"\{3, 4\}", "4", "latex", "4"),
+    ("$3$ $4$", "4", "latex", "$4$"),
+    ("$3$ or $4$", "4", "latex", "$4$"),
+    (r"\(3\) \(4\)", "4", "latex", r"\(4\)"),
+    (r"\boxed{3} \boxed{4}", "4", "latex", r"\boxed{4}"),
+    (r"\boxed{3} or 4", "3", "latex", r"\boxed{3}"),
+    (r"\frac{1}{2}, \frac{1}{3}", r"\frac{1}{2}", "latex", r"\frac{1}{2}"),
+    (r"(1, 2) \text{ or } (3, 4)", "(3, 4)", "latex", "(3, 4)"),
+    (r"[2, 5) \text{ or } [2, 5]", "[2,5)", "latex", "[2, 5)"),
+    ("1, 2, 3", "1, 2", "latex", "2, 1"),  # a set gold: the same set, no extra value
+    (r"\text{Devon and Ana and Bo}", r"\text{Devon and Ana}", "latex", r"\text{Devon and Ana}"),
+    (r"\text{Tuesday or Wednesday}", r"\text{Tuesday}", "latex", r"\text{Tuesday}"),
+    (r"\boxed{3}, \boxed{4}", "3", "boxed", r"\boxed{3}"),
+    (r"\boxed{3 \text{ or } 4}", "3", "boxed", r"\boxed{3}"),
+    (r"\boxed{3} \boxed{4}", "4", "number", r"\boxed{4}"),
+    (r"\boxed{3} or 4", "3", "number", r"\boxed{3}"),
+    ("3 or 4", "4", "number", "4"),
+    ("3, 4", "4", "number", "4"),
+    ("x = 5 or x = 6", "6", "number", "x = 6"),
+    ("18 or 19", "18", "gsm8k", "18"),
+    ("$18 or $19", "18", "gsm8k", "$18"),
+    ("18; 19", "19", "gsm8k", "19"),
+    ("18\n19", "19", "gsm8k", "19"),
+    ("5 apples and 3", "3", "gsm8k", "3"),
+    ("\\boxed{18}\n19", "18", "gsm8k", r"\boxed{18}"),
+    ("1,2", "2", "gsm8k", "2"),  # not a thousands separator
+]
+
+
+@pytest.mark.parametrize("pred, gold, fmt, right", HEDGED)
+def test_hedged_answers_score_zero(pred, gold, fmt, right):
+    assert answers_match(right, gold, fmt) is True
+    assert answers_match(pred, gold, fmt) is False
+    # and through evaluation, strict and lenient, as the model would write it
+    scored = score_completion(format_completion("work", pred), gold, fmt)
+    assert not scored["correct"] and not scored["correct_lenient"]
+
+
+# (prediction, gold, format): equivalent forms of one value keep their credit
+EQUIVALENT = [
+    ("1,000", "1000", "gsm8k"),
+    ("3.0", "3", "number"),
+    ("$18", "18", "gsm8k"),
+    (r"\$1,080.00", "1080", "gsm8k"),
+    ("18 dollars", "18", "gsm8k"),
+    ("x = 5", "5", "number"),
+    (r"\frac{1}{2}", "0.5", "number"),
+    ("18 or 18", "18", "gsm8k"),  # one value, twice
+    (r"\boxed{7} \boxed{7.0}", "7", "number"),
+    (r"\textbf{(113) }", "113", "number"),
+    ("0.5", r"\frac{1}{2}", "latex"),
+    ("x = 5", "5", "latex"),
+    ("18 dollars", "18", "latex"),
+    (r"\$18", "18", "latex"),
+    ("the answer is 5", "5", "latex"),
+    (r"5 \text{ cm}", "5", "latex"),
+    (r"x = \boxed{5}", "5", "latex"),
+    (r"The answer is $\frac{14}{3}$.", r"\frac{14}{3}", "latex"),
+    ("32,348", r"\$32,\!348", "latex"),
+    ("11,111,111,100", r"11,\! 111,\! 111,\! 100", "latex"),
+    ("10{,}080", r"10,\!080", "latex"),
+    ("C", r"\text{(C)}", "latex"),
+    (r"\left( 3, \frac{\pi}{2} \right)", r"\left( 3, \frac{\pi}{2} \right)", "latex"),
+    (r"(3, \pi/2)", r"\left( 3, \frac{\pi}{2} \right)", "latex"),
+    ("[2, 5)", "[2,5)", "latex"),
+    (r"(-\infty, 2) \cup (3, \infty)", r"(-\infty, 2) \cup (3, \infty)", "latex"),
+    (r"x \in [-2, 7]", r"x \in [-2,7]", "latex"),
+    (r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}", r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}", "latex"),
+    ("y = 2x + 3", "y = 2x+3", "latex"),
+    ("2, 1", "1,2", "latex"),  # a set gold (MATH-500 "1,-2", "3, 5, 7")
+    (r"\{1, 2\}", "1, 2", "latex"),
+    ("1 or 2", "1, 2", "latex"),
+    (r"1 + \sqrt{19}, 1 - \sqrt{19}", r"1 \pm \sqrt{19}", "latex"),
+    (r"\boxed{1 \pm \sqrt{19}}", r"1 \pm \sqrt{19}", "boxed"),
+    (r"\text{Devon and Ana}", r"\text{Devon and Ana}", "latex"),  # a text gold listing names
+    ("15\\frac{39}{40}\n\\frac{639}{40}", r"\frac{639}{40}", "latex"),  # a mixed number, then the fraction
+]
+
+
+@pytest.mark.parametrize("pred, gold, fmt", EQUIVALENT)
+def test_equivalent_forms_keep_credit(pred, gold, fmt):
+    assert answers_match(pred, gold, fmt) is True
+
+
+@pytest.mark.parametrize(
+    "answer, values",
+    [
+        ("7 or 9", ["7", "9"]),
+        (r"x = \boxed{5}.", ["5"]),
+        (r"\boxed{3} or 4", ["3", "4"]),
+        (r"\boxed{3}, which is \boxed{3}", ["3", "which is"]),  # commentary with a separator counts
+        (r"\left( 3, \frac{\pi}{2} \right)", [r"\left( 3, \frac{\pi}{2} \right)"]),
+        (r"\$32,\!348", [r"\$32,\!348"]),
+        ("18 or 18", ["18"]),
+        ("  18  ,  18 ", ["18"]),
+        (r"3 \text{ and } 4", ["3", "4"]),
+        ("$18 or $19", ["$18", "$19"]),  # currency, not math delimiters
+        ("The answer is $5$.", ["5"]),
+        (r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}", [r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}"]),
+        (", ;", []),
+    ],
+)
+def test_answer_candidates(answer, values):
+    assert answer_candidates(answer) == values
+
+
+def test_several_answer_blocks_and_boxes_are_candidates():
+    two = "<answer>\n5\n</answer> hmm <answer>\n18\n</answer>"
+    assert extract_xml_answer(two) == "5\n18"
+    assert not answers_match(extract_xml_answer(two), "18", "gsm8k")
+    assert answers_match(extract_xml_answer("<answer>18</answer><answer>18.0</answer>"), "18", "gsm8k")
+    # lenient without tags: every box of the completion
+    assert extract_lenient_answer(r"\boxed{3} ... \boxed{4}") == "3\n4"
+    assert not answers_match(extract_lenient_answer(r"\boxed{3} ... \boxed{4}"), "4", "number")
+    # AIME reference solutions box one value in several forms: still correct
+    assert answers_match(extract_lenient_answer(r"\boxed{113} ... \boxed{\textbf{(113) }}"), "113", "number")
+
+
+# --------------------------------------------------------------------------
+# size caps: adversarial completions are "no answer", in linear time
+# (timings: benchmarks/adversarial_scoring.py)
+
+MB = 1_000_000
+
+
+def test_caps_on_boxes():
+    assert extract_boxed("\\boxed{" * (MB // 7)) is None  # more than MAX_SPANS boxes
+    assert extract_lenient_answer("\\boxed{5}" * (MAX_SPANS + 1) + " 5") is None  # no fallback either
+    assert extract_lenient_answer("\\boxed{5}" * MAX_SPANS) == "5"
+    assert extract_boxed(r"\boxed{" + "{" * (MB // 2) + "}" * (MB // 2) + "}") is None  # not closed within the cap
+    assert extract_boxed(r"\boxed{" + "1" * MAX_ANSWER_CHARS + "}") == "1" * MAX_ANSWER_CHARS
+    assert extract_boxed(r"\boxed{7} then \boxed{" + "1" * MB + "}") == "7"  # too long: ignored like an unclosed one
+
+
+def test_caps_on_answer_tags_and_numbers():
+    assert extract_xml_answer("<answer>5</answer>" * (MAX_SPANS + 1)) is None
+    assert extract_xml_answer("<answer>" * (MB // 8) + "5</answer>") == "5"  # unclosed tags are ignored
+    assert extract_last_number("1" * MB) is None
+    assert extract_lenient_answer("x " * 600 + "1" * MAX_ANSWER_CHARS) == "1" * MAX_ANSWER_CHARS
+    assert extract_lenient_answer("1" * (MAX_ANSWER_CHARS + 1)) is None
+    assert extract_lenient_answer("12 " + "-" * MB) == "12"
+    long = "<answer>" + "1" * MB + "</answer>"
+    assert extract_xml_answer(long) == "1" * MB  # extracted, but over the cap it scores 0
+    assert not answers_match(extract_xml_answer(long), "1" * MB, "number")
+    assert not answers_match("1" * (MAX_ANSWER_CHARS + 1), "1" * (MAX_ANSWER_CHARS + 1), "number")
+    assert parse_number("1" * (MAX_ANSWER_CHARS + 1)) is None
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "\\boxed{" * (MB // 7),
+        "<answer>" + "\\boxed{" * (MB // 7) + "</answer>",
+        "<answer>" + "1" * MB + "</answer>",
+        "<answer>" + "{" * (MB // 2) + "}" * (MB // 2) + "</answer>",
+        "<answer>" + r"\frac{1}{2}+" * (MB // 12) + "</answer>",
+        "<answer>5</answer>" * (MB // 18),
+        "1" * MB,
+    ],
+    ids=[
+        "unclosed boxes",
+        "unclosed boxes in tags",
+        "digits",
+        "nested braces",
+        "long latex",
+        "many tags",
+        "bare digits",
+    ],
+)
+def test_adversarial_megabyte_completions_score_zero(completion):
+    for fmt, gold in [("number", "5"), ("latex", r"\frac{1}{2}")]:
+        scored = score_completion(completion, gold, fmt)
+        assert not scored["correct"] and not scored["correct_lenient"]
+
+
+# --------------------------------------------------------------------------
 # the real benchmark files
 
 
@@ -261,6 +464,29 @@ def test_all_math500_golds_parse_and_match_their_solutions():
             mismatched.append(r["unique_id"])
     assert unparseable == []  # math-verify parses all 500 golds
     assert mismatched == []  # and each matches the last \boxed{} of its reference solution
+
+
+@pytest.mark.parametrize(
+    "rel, fmt",
+    [
+        ("gsm8k/test.jsonl", "gsm8k"),
+        ("math500/test.jsonl", "latex"),
+        ("aime24/test.jsonl", "number"),
+        ("amc23/test.jsonl", "number"),
+    ],
+)
+def test_every_gold_scores_itself_correct(rel, fmt):
+    """No gold is mistaken for a hedge: each, as the dataset writes it, in the
+    answer tags (strict) and in a box in the reasoning (lenient), scores correct."""
+    wrong = []
+    for row in read_jsonl(rel):
+        gold = parse_gold(row["answer"], fmt)
+        written = str(row["answer"]).rsplit("####", 1)[-1].strip()
+        completion = format_completion(f"so the answer is $\\boxed{{{written}}}$.", written)
+        scored = score_completion(completion, gold, fmt)
+        if not (scored["correct"] and scored["correct_lenient"]):
+            wrong.append(written)
+    assert wrong == []
 
 
 @pytest.mark.parametrize("name", ["aime24", "amc23"])

@@ -43,7 +43,12 @@ CASES = {
     "two answers": (
         "<reasoning>\nx\n</reasoning>\n<answer>\n5\n</answer>\n<answer>\n18\n</answer>",
         "18",
-        [1.0, 0.0, 1.0, 1.0, 0.25],  # last block wins; duplicate tags are not strict
+        [0.0, 0.0, 1.0, 0.0, 0.25],  # a hedge: both blocks count; duplicate tags are not strict
+    ),
+    "same answer twice": (
+        "<reasoning>\nx\n</reasoning>\n<answer>\n18\n</answer>\n<answer>\n18\n</answer>",
+        "18",
+        [1.0, 0.0, 1.0, 1.0, 0.25],
     ),
     "answer before reasoning": (
         "<answer>\n18\n</answer>\n<reasoning>\nx\n</reasoning>\n",
@@ -204,3 +209,47 @@ def test_score_completions_none_adds_nothing():
     )
     assert totals == [2.0, 10.0]
     assert per_function["maybe"] == [None, 1.0]
+
+
+# --------------------------------------------------------------------------
+# hedged answers and adversarial completions (issue 16; the full table is in test_answers.py)
+
+
+@pytest.mark.parametrize(
+    "answer, gold, fmt",
+    [
+        ("7 or 9", "9", "latex"),
+        ("2, 3", "3", "latex"),
+        ("x = 5 or x = 6", "6", "latex"),
+        (r"\boxed{3} \boxed{4}", "4", "number"),
+        (r"\boxed{3} or 4", "3", "number"),
+        ("18 or 19", "18", "gsm8k"),
+    ],
+)
+def test_correctness_never_credits_a_hedge(answer, gold, fmt):
+    hedged, plain = format_completion("r", answer), format_completion("r", gold)
+    assert call(correctness, [hedged, plain], [gold, gold], fmt) == [0.0, 1.0]
+
+
+def test_two_differing_answer_blocks_are_a_hedge():
+    two = "<reasoning>\nx\n</reasoning>\n<answer>\n18\n</answer>\n<answer>\n5\n</answer>"
+    assert call(correctness, [two], ["18"]) == [0.0]  # whichever block comes last
+    assert call(correctness, [two], ["5"]) == [0.0]
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "\\boxed{" * 150_000,
+        "<answer>" + "1" * 1_000_000 + "</answer>",
+        "<reasoning></reasoning><answer>" * 33_000,  # cubic for the old soft_format regex
+        "<reasoning>\n" + "\n</reasoning>\n<answer>\n" * 45_000,  # quadratic for the strict regex
+    ],
+    ids=["unclosed boxes", "digits", "repeated tags", "repeated layout"],
+)
+def test_score_completions_on_megabyte_completions(completion):
+    funcs, weights = build_reward_funcs(SEED)
+    _, per_function = score_completions(
+        funcs, weights, [build_prompt("q")], [completion], answer=["5"], answer_format=["number"]
+    )
+    assert per_function["correctness"] == [0.0] and per_function["strict_format"] == [0.0]
