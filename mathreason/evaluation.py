@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mathreason.answers import answers_match, extract_lenient_answer, extract_xml_answer
+from mathreason.records import eval_file, item_id
 from mathreason.rewards import REWARD_FUNCS
 
 
@@ -98,6 +99,7 @@ def evaluate(model, tokenizer, rows: Sequence[dict], eval_cfg: Any, *, step: int
     for row, (completion,) in zip(rows, greedy):
         records.append(
             {
+                "item_id": row.get("id") or item_id(row["question"]),
                 "question": row["question"],
                 "gold": row["answer"],
                 "completion": completion,
@@ -132,7 +134,7 @@ def evaluate(model, tokenizer, rows: Sequence[dict], eval_cfg: Any, *, step: int
         metrics[f"eval_pass@{k}"] = sum(any(h) for h in hits) / n
         metrics[f"eval_mean@{k}"] = sum(sum(h) / k for h in hits) / n
     if out_dir is not None and eval_cfg.save_samples:
-        path = Path(out_dir) / "eval" / f"step_{step:06d}.jsonl"
+        path = eval_file(out_dir, step)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w") as fh:
             for rec in records:

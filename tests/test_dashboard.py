@@ -1,4 +1,4 @@
-"""mathreason.dashboard builds the W&B workspace offline: sections, panels, metric keys."""
+"""mathreason.analysis.dashboard (`python -m mathreason.dashboard`) builds the W&B workspace offline: sections, panels, metric keys."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from mathreason import dashboard
-from mathreason.dashboard import DASHBOARD_KEYS, STEP_AXIS, build_workspace, main, workspace_keys
+from mathreason.analysis import dashboard
+from mathreason.analysis.dashboard import DASHBOARD_KEYS, STEP_AXIS, build_workspace, main, workspace_keys
 
 pytest.importorskip("wandb_workspaces")
 
@@ -78,7 +78,7 @@ def test_sections_and_panels(workspace):
 def test_grouping_and_group_filter(workspace):
     spec = json.loads(dashboard.workspace_json(workspace))
     (runset,) = spec["spec"]["section"]["runSets"]
-    assert [g["name"] for g in runset["grouping"]] == ["method.value", "group_size.value.num_generations"]
+    assert [g["name"] for g in runset["grouping"]] == ["method.value", "group_size.value"]
     (flt,) = runset["filters"]["filters"]
     assert flt["key"] == {"section": "run", "name": "group"} and flt["value"] == "g2_vs_g16"
     assert spec["spec"]["section"]["settings"]["xAxis"] == STEP_AXIS
@@ -96,6 +96,14 @@ def test_dry_run_prints_json(capsys):
     names = [s["name"] for s in spec["spec"]["section"]["panelBankConfig"]["sections"]]
     assert names == ["Reward", "Accuracy", "Memory", "DPO"]
     assert "not saved" in captured.err
+
+
+def test_module_entry_point_dry_run():
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-m", "mathreason.dashboard", "--entity", "e", "--project", "p", "--dry-run"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and json.loads(out.stdout)["spec"], out.stderr[-2000:]
 
 
 def test_missing_package_is_one_line_exit_2(monkeypatch, capsys):

@@ -1,0 +1,268 @@
+"""The report: ``python -m mathreason.report <sweep or run dirs…> [--out DIR] [--gain-frac 0.9]``.
+
+Writes into ``--out`` (default ``<first path>/report``): ``results.md`` (table,
+paired differences, "what this shows / what it does not", plots, the runs used
+and those left out), ``results.csv`` (one row per arm), ``comparisons.csv``
+(one row per paired difference), ``runs.csv`` (one row per run),
+``items.csv.gz`` (every per-item outcome, from which every number here can be
+recomputed) and PNG plots. Statistics: :mod:`mathreason.analysis.stats`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mathreason import records as R
+from mathreason.analysis import plots, stats
+from mathreason.analysis.runs import Arm, group_arms, items_frame, load_runs, matrix, paired
+from mathreason.errors import UserError
+
+
+def _curve(arm: Arm, items: pd.DataFrame, frac: float, opts: dict) -> None:
+    """Per eval step: mean strict accuracy and its CI band, x positions, and the
+    rollouts at which the arm reaches ``frac`` of its final gain."""
+    s = arm.stats
+    xs = pd.concat([r.evals[["rollouts", "wall"]] for r in arm.runs]).groupby(level=0).mean()
+    rows = items[items["run_dir"].isin({str(r.path) for r in arm.runs})]
+    if arm.from_step0:
+        rows = rows[rows["phase"] == "baseline"]
+    grid = rows.pivot_table(index=["seed", "step"], columns="item_id", values="correct").dropna(axis=1)
+    steps = grid.index.get_level_values("step")
+    n_seeds = grid.index.get_level_values("seed").nunique()
+    common = [t for t in sorted(set(steps)) if (steps == t).sum() == n_seeds and t in xs.index]
+    if not common or grid.shape[1] == 0:  # no per-item records: seed means from metrics.jsonl, no band
+        ev = pd.concat([r.evals[R.STRICT] for r in arm.runs]).groupby(level=0).mean()
+        s["curve"] = pd.DataFrame({"mean": ev, "low": ev, "high": ev, "step": ev.index}).join(xs)
+        return
+    grid = grid[grid.index.get_level_values("step").isin(common)].sort_index()
+    tensor = grid.to_numpy(float).reshape(n_seeds, len(common), grid.shape[1])
+    mean, low, high, reach = stats.curve_bootstrap(tensor, xs.loc[common, "rollouts"].to_numpy(), frac, **opts)
+    s["curve"] = pd.DataFrame({"mean": mean, "low": low, "high": high, "step": common}, index=common).join(xs)
+    if arm.kind != R.BASELINE and len(common) > 1:
+        s["reach"] = reach
+
+
+def summarize(arms: list[Arm], items: pd.DataFrame, frac: float = 0.9, **opts) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fill ``arm.stats``; returns (per-arm table, paired comparisons)."""
+    baseline = {a.model_data: a for a in arms if a.kind == R.BASELINE}
+    finals: dict[str, pd.DataFrame] = {}
+    rows = []
+    for arm in arms:
+        s = arm.stats
+        phase = "baseline" if arm.kind == R.BASELINE else "final"
+        runs = pd.DataFrame([r.summary() for r in arm.runs])
+        for key, value in (("strict", "correct"), ("lenient", "correct_lenient"), ("sampled", "sampled")):
+            m = matrix(items, arm, phase, value)
+            if key == "strict":
+                finals[arm.label] = m
+            if m.size:
+                s[key] = stats.mean_ci(m.to_numpy(float), **opts)
+            elif key != "sampled":  # no per-item records: the seeds' metrics.jsonl values
+                col = runs["step0_strict" if arm.from_step0 else f"final_{key}"]
+                mean, half = stats.t_interval(col.to_numpy(float))
+                s[key] = stats.Estimate(mean, mean - half, mean + half, n_seeds=int(col.notna().sum()))
+        if arm.kind != R.BASELINE:
+            own = matrix(items, arm, "baseline") if arm.kind != "eval" else None
+            base = own if own is not None and own.size else (
+                finals.get(baseline[arm.model_data].label) if arm.model_data in baseline else None)
+            if base is not None and base.size and finals[arm.label].size:
+                a, b = paired(finals[arm.label], base)
+                s["gain"] = stats.paired_difference(a, b, **opts) if a.size else stats.NAN
+        _curve(arm, items, frac, opts)
+        cost = runs.iloc[0:0] if arm.from_step0 else runs  # a step-0 baseline borrows evals, not cost
+        rows.append({"arm": arm.label, "kind": arm.kind, "model": arm.model_data[0], "data": arm.model_data[1],
+                     "group_size": arm.group_size, "n_seeds": len(arm.seeds), "seeds": ";".join(map(str, arm.seeds)),
+                     **{f"{k}_{f}": getattr(s.get(k, stats.NAN), f) for k in ("strict", "lenient", "sampled", "gain")
+                        for f in ("mean", "ci_low", "ci_high")},
+                     "gain_p": s.get("gain", stats.NAN).p,
+                     **{f"rollouts_to_{frac:g}_gain{suffix}": getattr(s.get("reach", stats.NAN), f)
+                        for suffix, f in (("", "mean"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high"))},
+                     "n_items": s["strict"].n_items if "strict" in s else 0,
+                     "peak_memory_mb": cost["peak_memory_mb"].mean(), "wall_clock_s": cost["wall_clock_s"].mean(),
+                     "total_rollouts": cost["total_rollouts"].mean(), "steps": cost["steps"].mean(),
+                     "memory_keys": ";".join(sorted(set(cost["memory_key"].dropna()))), "baseline_source": arm.source})
+    comps = []
+    for arm in arms:
+        if "gain" in arm.stats:
+            comps.append((f"{arm.label} − its step-0 eval" if arm.kind != "eval" else f"{arm.label} − baseline",
+                          arm.label, "its step-0 eval" if arm.kind != "eval" else "baseline", arm.stats["gain"]))
+    for md in dict.fromkeys(a.model_data for a in arms):
+        trained = [a for a in arms if a.model_data == md and a.kind != R.BASELINE and finals[a.label].size]
+        for x, y in itertools.combinations(trained, 2):
+            a, b = paired(finals[x.label], finals[y.label])
+            if a.size:
+                comps.append((f"{x.label} − {y.label}", x.label, y.label, stats.paired_difference(a, b, **opts)))
+    comparisons = pd.DataFrame([{"comparison": c, "arm": a, "versus": v, "diff_pp": 100 * e.mean,
+                                 "ci_low_pp": 100 * e.ci_low, "ci_high_pp": 100 * e.ci_high, "p": e.p,
+                                 "n_seeds": e.n_seeds, "n_items": e.n_items} for c, a, v, e in comps],
+                               columns=["comparison", "arm", "versus", "diff_pp", "ci_low_pp", "ci_high_pp", "p",
+                                        "n_seeds", "n_items"])
+    return pd.DataFrame(rows), comparisons
+
+
+def ratios_2grpo(arms: list[Arm], items: pd.DataFrame, table: pd.DataFrame, **opts) -> list[dict]:
+    """2-GRPO vs 16-GRPO per setup that has both arms: the gain ratio with its
+    bootstrap CI (seeds and items paired across the four matrices), and cost ratios."""
+    out, by = [], table.set_index("arm")
+    for g2, g16 in itertools.product([a for a in arms if a.kind == "grpo"], repeat=2):
+        if g2.group_size != 2 or g16.group_size != 16 or g2.label.replace("G=2", "G=16", 1) != g16.label:
+            continue
+        mats = paired(matrix(items, g2, "final"), matrix(items, g2, "baseline"),
+                      matrix(items, g16, "final"), matrix(items, g16, "baseline"))
+        ratio = stats.ratio_of_gains(*mats, **opts) if mats[0].size else stats.NAN
+        row = {"g2": g2.label, "g16": g16.label, "gain_ratio": ratio}
+        for key in ("wall_clock_s", "total_rollouts", "steps", "peak_memory_mb"):
+            row[key] = by.at[g2.label, key] / by.at[g16.label, key] if by.at[g16.label, key] else np.nan
+        out.append(row)
+    return out
+
+
+def _pct(e: stats.Estimate | None, signed: bool = False) -> str:
+    if e is None or not np.isfinite(e.mean):
+        return "—"
+    f = "{:+.1f}" if signed else "{:.1f}"
+    ci = f" [{f.format(100 * e.ci_low)}, {f.format(100 * e.ci_high)}]" if np.isfinite(e.ci_low) else ""
+    return f.format(100 * e.mean) + ci
+
+
+def _num(v: float, f: str = "{:,.0f}") -> str:
+    return "—" if v is None or not np.isfinite(v) else f.format(v)
+
+
+def markdown_table(arms: list[Arm], table: pd.DataFrame, frac: float) -> str:
+    rows = []
+    for arm, (_, t) in zip(arms, table.iterrows()):
+        s = arm.stats
+        reach = s.get("reach")
+        rows.append({"arm": arm.label, "seeds": len(arm.seeds), "final strict (%) [95% CI]": _pct(s.get("strict")),
+                     "final lenient (%)": _pct(s.get("lenient")),
+                     "gain (pp) [95% CI]": _pct(s.get("gain"), signed=True),
+                     "p": _num(s["gain"].p, "{:.3g}") if "gain" in s else "—",
+                     f"rollouts to {100 * frac:g}% of gain [95% CI]": "—" if reach is None else (
+                         "never gains" if not np.isfinite(reach.mean) else
+                         f"{reach.mean:,.0f} [{_num(reach.ci_low)}, {_num(reach.ci_high)}]"),
+                     "peak mem (MB)": _num(t["peak_memory_mb"]), "wall-clock (s)": _num(t["wall_clock_s"]),
+                     "rollouts": _num(t["total_rollouts"])})
+    df = pd.DataFrame(rows)
+    return df.to_markdown(index=False, colalign=["left"] + ["right"] * (df.shape[1] - 1))
+
+
+def findings(comparisons: pd.DataFrame, ratios: list[dict], arms: list[Arm]) -> tuple[list[str], list[str]]:
+    """'What this shows' lines (one per paired difference, from its CI) and 'what it does not'."""
+    shows = []
+    for _, c in comparisons.iterrows():
+        head = f"{c['comparison']}: {c['diff_pp']:+.1f} pp, 95% CI [{c['ci_low_pp']:+.1f}, {c['ci_high_pp']:+.1f}], p={c['p']:.3g}"
+        if not np.isfinite(c["ci_low_pp"]):
+            shows.append(f"{head}; no interval (too few seeds or items).")
+        elif c["ci_low_pp"] <= 0 <= c["ci_high_pp"]:
+            shows.append(f"{head}; the CI includes 0, so the data do not show a difference.")
+        else:
+            shows.append(f"{head}; the CI excludes 0: {c['arm']} is {'higher' if c['diff_pp'] > 0 else 'lower'} "
+                         f"than {c['versus']} on these {c['n_items']} items and {c['n_seeds']} seeds.")
+    for r in ratios:
+        e = r["gain_ratio"]
+        ci = f"95% CI [{e.ci_low:.2f}, {e.ci_high:.2f}]" if np.isfinite(e.ci_low) else "no bounded CI (the G=16 gain is not clearly positive)"
+        value = f"{e.mean:.2f}" if np.isfinite(e.mean) else "undefined (the G=16 arm did not gain)"
+        shows.append(f"2-GRPO / 16-GRPO gain ratio ({r['g2']} / {r['g16']}): {value}, {ci}; at "
+                     f"{r['total_rollouts']:.3g}× the rollouts and {r['wall_clock_s']:.2g}× the wall-clock.")
+    seeds = sorted({len(a.seeds) for a in arms})
+    n_items = sorted({a.stats["strict"].n_items for a in arms if "strict" in a.stats and a.stats["strict"].n_items})
+    not_shown = [
+        f"Seeds per arm: {', '.join(map(str, seeds))}. The bootstrap resamples these few seeds, so the CIs understate "
+        "seed-to-seed variation; more seeds would widen or confirm them.",
+        f"Items: {', '.join(map(str, n_items)) or 'no per-item records'} held-out items of one data set; nothing here "
+        "is tested on other data, models or scales.",
+        f"{len(comparisons)} comparisons, p-values not corrected for multiplicity; an arm not shown to differ may "
+        "still differ by less than the CI's width.",
+    ]
+    return shows, not_shown
+
+
+@dataclass
+class Report:
+    arms: list[Arm]
+    table: pd.DataFrame
+    comparisons: pd.DataFrame
+    ratios: list[dict]
+    skipped: list[tuple[str, str]]
+    markdown: str
+    findings: list[str]
+    files: list[Path]
+
+
+def build_report(paths: list[Path], out: Path, frac: float = 0.9, n_resamples: int = stats.N_RESAMPLES,
+                 seed: int = 0, warn=print) -> Report:
+    opts = {"n_resamples": n_resamples, "seed": seed}
+    runs, skipped = load_runs(paths, warn=warn)
+    arms = group_arms(runs, warn=warn)
+    items = items_frame(arms)
+    table, comparisons = summarize(arms, items, frac, **opts)
+    ratios = ratios_2grpo(arms, items, table, **opts)
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / n for n in ("results.md", "results.csv", "comparisons.csv", "runs.csv", "items.csv.gz")]
+    table.to_csv(files[1], index=False, float_format="%.6g")
+    comparisons.to_csv(files[2], index=False, float_format="%.6g")
+    pd.DataFrame([{"arm": a.label, **r.summary()} for a in arms if not a.from_step0 for r in a.runs]).to_csv(
+        files[3], index=False, float_format="%.6g")
+    items.to_csv(files[4], index=False, float_format="%.6g")
+    pngs = plots.plot_accuracy(arms, out)
+    pngs += [p for p in (plots.plot_forest(comparisons, out), plots.plot_rewards(arms, out),
+                         plots.plot_dpo(arms, out)) if p]
+
+    md_table = markdown_table(arms, table, frac)
+    shows, not_shown = findings(comparisons, ratios, arms)
+    n_runs = sum(len(a.runs) for a in arms if not a.from_step0)
+    lines = ["# Results", "", f"{n_runs} finished runs from {', '.join(f'`{p}`' for p in paths)}"
+             f"{f'; {len(skipped)} left out (listed below)' if skipped else ''}.", "", md_table, "",
+             "- Accuracy: held-out strict (answer inside `<answer>` tags) and lenient accuracy at the run's last eval "
+             "(baselines: their eval), mean over seeds and items, 95% bootstrap CI resampling seeds and items "
+             "(`mathreason.analysis.stats`).",
+             "- Gain: the paired difference, per seed and item, between the run's last eval and its own step-0 eval "
+             "(eval arms: the baseline arm); p: two-sided bootstrap p-value.",
+             f"- Rollouts to {100 * frac:g}% of gain: the first eval of the arm's mean curve whose gain over step 0 "
+             f"reaches {frac:g} × its final gain, with the same bootstrap's CI ('never gains': final gain ≤ 0; a CI end "
+             "'—': undefined in over 2.5% of the replicates, where the arm did not gain).",
+             "- Peak memory, wall-clock (last `train/wall_clock_s`), rollouts (last `train/cumulative_rollouts`; DPO: "
+             "mining samples): means over seeds. Every per-item outcome is in `items.csv.gz`.",
+             "", "## Paired differences", "", comparisons.round(3).to_markdown(index=False) if len(comparisons) else "none",
+             "", "## What this shows", "", *[f"- {line}" for line in shows or ["No paired differences."]],
+             "", "## What it does not show", "", *[f"- {line}" for line in not_shown],
+             "", "## Plots", "", *[f"![{p.stem}]({p.name})" for p in pngs], "", "## Runs", ""]
+    lines += [f"- **{a.label}**: " + ", ".join(f"seed {r.seed} `{r.path}`" for r in a.runs) for a in arms]
+    if skipped:
+        lines += ["", "## Runs left out", ""] + [f"- `{path}`: {why}" for path, why in skipped]
+    files[0].write_text("\n".join(lines) + "\n")
+    return Report(arms, table, comparisons, ratios, skipped, md_table, shows, files + pngs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mathreason.cli import fail
+
+    parser = argparse.ArgumentParser(prog="python -m mathreason.report", description=__doc__.split("\n\n")[1])
+    parser.add_argument("paths", nargs="+", type=Path, help="sweep dirs (outputs/sweeps/<name>) or run dirs")
+    parser.add_argument("--out", type=Path, default=None, help="output directory (default: <first path>/report)")
+    parser.add_argument("--gain-frac", type=float, default=0.9,
+                        help="rollouts to reach this fraction of the arm's final gain (default 0.9)")
+    parser.add_argument("--resamples", type=int, default=stats.N_RESAMPLES, help="bootstrap replicates")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
+    args = parser.parse_args(argv)
+    try:
+        if not 0 < args.gain_frac <= 1:
+            raise UserError(f"--gain-frac={args.gain_frac}: must be in (0, 1]")
+        report = build_report(args.paths, args.out or (args.paths[0] / "report"), args.gain_frac, args.resamples,
+                              args.seed, warn=lambda m: print(m, file=sys.stderr))
+    except UserError as err:
+        fail(err)
+    print(report.markdown, "", *[f"- {line}" for line in report.findings], "", sep="\n")
+    for path, why in report.skipped:
+        print(f"left out: {path}: {why}")
+    for path in report.files:
+        print(f"wrote {path}")
+    return 0

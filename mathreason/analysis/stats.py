@@ -1,0 +1,172 @@
+"""Paired statistics over seeds and held-out items (numpy + scipy.stats only).
+
+Public API, for the report and any script (arrays in, an :class:`Estimate` out)::
+
+    from mathreason.analysis.stats import paired_difference, mean_ci, ratio_of_gains
+    d = paired_difference(a, b)   # a, b: (seeds, items) or (items,) outcomes, paired by position
+    d.mean, d.ci_low, d.ci_high, d.p   # mean of a - b, its 95% CI, two-sided p-value
+    mean_ci(a)                    # the mean of a with its CI (p tests mean = 0)
+    ratio_of_gains(f2, b2, f16, b16)   # (mean f2 - b2) / (mean f16 - b16), e.g. the 2-vs-16 gain ratio
+
+Rows of the arrays are seeds and columns are items. Rows are matched by seed
+and columns by item id before they get here: entry ``[s, i]`` of ``a`` and of
+``b`` must be the same seed and item (see ``analysis.runs.matrix``).
+
+What is resampled (the crossed bootstrap): each of ``n_resamples`` replicates
+draws S seed rows with replacement and, independently, I item columns with
+replacement. The same item draw serves every seed, because every seed is
+evaluated on every item. The statistic is computed from the mean of each
+resampled array. Arrays passed together are resampled with the same draws,
+which is what makes the differences paired. With one seed this is the ordinary
+paired bootstrap over items; :func:`bootstrap` then calls
+``scipy.stats.bootstrap(paired=True)``.
+
+CI: the percentile interval of the replicates. p-value: the bootstrap p-value
+``min(1, 2 min(P*(θ* <= 0), P*(θ* >= 0)))``, counted as ``(k + 1) / (B + 1)``.
+It is the smallest level at which the percentile CI excludes 0, so p < 0.05
+exactly when the 95% CI excludes 0 (up to ties at 0).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+N_RESAMPLES = 2000
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Estimate:
+    mean: float
+    ci_low: float
+    ci_high: float
+    p: float = math.nan
+    n_seeds: int = 0
+    n_items: int = 0
+
+    def excludes(self, value: float = 0.0) -> bool:
+        return not (self.ci_low <= value <= self.ci_high)
+
+
+NAN = Estimate(math.nan, math.nan, math.nan)
+
+
+def crossed_bootstrap(arrays: Sequence[np.ndarray], statistic: Callable, n_resamples: int = N_RESAMPLES,
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The point statistic and its ``n_resamples`` replicates. Each array has shape
+    (S, ..., I): seeds first, items last, anything between (eval steps) kept;
+    the statistic gets one mean per array, shape (...) or (B, ...)."""
+    arrays = [np.asarray(a, float) for a in arrays]
+    n_seeds, n_items = arrays[0].shape[0], arrays[0].shape[-1]
+    rng = np.random.default_rng(seed)
+    w_seeds = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=n_resamples)
+    w_items = rng.multinomial(n_items, np.full(n_items, 1 / n_items), size=n_resamples)
+    means = [np.einsum("bs,s...i,bi->b...", w_seeds, a, w_items) / (n_seeds * n_items) for a in arrays]
+    point = statistic(*[a.mean(axis=(0, -1)) for a in arrays])
+    return np.asarray(point), np.asarray(statistic(*means))
+
+
+def bootstrap(arrays: Sequence[np.ndarray], statistic: Callable, n_resamples: int = N_RESAMPLES,
+              level: float = LEVEL, seed: int = 0) -> Estimate:
+    """``statistic`` of the arrays' means with its crossed-bootstrap CI and p-value
+    (module docstring); one seed: ``scipy.stats.bootstrap(paired=True)``."""
+    import scipy.stats
+
+    arrays = [np.atleast_2d(np.asarray(a, float)) for a in arrays]
+    if any(a.shape != arrays[0].shape for a in arrays) or arrays[0].size == 0:
+        raise ValueError(f"arrays must share one non-empty (seeds, items) shape: {[a.shape for a in arrays]}")
+    n_seeds, n_items = arrays[0].shape
+    if n_seeds == 1:
+        data = tuple(a[0] for a in arrays)
+        point = float(statistic(*[x.mean() for x in data]))
+        if n_items == 1 or all(np.ptp(x) == 0 for x in data):  # nothing to resample
+            replicates = np.full(n_resamples, point)
+        else:
+            with warnings.catch_warnings():  # NaN replicates (an undefined ratio) are handled in summarize()
+                warnings.simplefilter("ignore", scipy.stats.DegenerateDataWarning)
+                res = scipy.stats.bootstrap(
+                    data, lambda *xs, axis=-1: statistic(*[x.mean(axis=axis) for x in xs]), paired=True,
+                    vectorized=True, n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
+            replicates = res.bootstrap_distribution
+    else:
+        point, replicates = crossed_bootstrap(arrays, statistic, n_resamples, seed)
+    return summarize(float(point), replicates, level, n_seeds, n_items)
+
+
+def summarize(point: float, replicates: np.ndarray, level: float = LEVEL, n_seeds: int = 0,
+              n_items: int = 0) -> Estimate:
+    """Percentile CI and bootstrap p-value from replicates (NaN replicates are
+    undefined values: a CI end they could fall beyond is reported as NaN)."""
+    reps = np.asarray(replicates, float)
+    alpha = (1 - level) / 2
+    defined = reps[np.isfinite(reps)]
+    if not math.isfinite(point) or defined.size == 0:
+        return Estimate(point, math.nan, math.nan, math.nan, n_seeds, n_items)
+    lo, hi = np.quantile(defined, [alpha, 1 - alpha])
+    if 1 - defined.size / reps.size > alpha:  # too many undefined replicates to bound the interval
+        lo, hi = math.nan, math.nan
+    below, above = np.sum(defined <= 0), np.sum(defined >= 0)
+    p = float(min(1.0, 2 * (min(below, above) + 1) / (reps.size + 1)))
+    return Estimate(point, float(lo), float(hi), p, n_seeds, n_items)
+
+
+def paired_difference(a, b, n_resamples: int = N_RESAMPLES, level: float = LEVEL, seed: int = 0) -> Estimate:
+    """mean(a - b) with its 95% CI and p-value; ``a`` and ``b`` paired entry by entry."""
+    return bootstrap([a, b], np.subtract, n_resamples, level, seed)
+
+
+def mean_ci(a, n_resamples: int = N_RESAMPLES, level: float = LEVEL, seed: int = 0) -> Estimate:
+    """mean(a) with its 95% CI (resampling seeds and items)."""
+    return bootstrap([a], lambda m: m, n_resamples, level, seed)
+
+
+def _ratio(f2, b2, f16, b16):
+    num, den = np.subtract(f2, b2), np.subtract(f16, b16)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def ratio_of_gains(final_a, base_a, final_b, base_b, n_resamples: int = N_RESAMPLES, level: float = LEVEL,
+                   seed: int = 0) -> Estimate:
+    """(mean final_a - base_a) / (mean final_b - base_b), all four paired by seed and item;
+    undefined (NaN) where arm b's gain is not positive. p tests ratio = 0."""
+    return bootstrap([final_a, base_a, final_b, base_b], _ratio, n_resamples, level, seed)
+
+
+def rollouts_to_frac(curves: np.ndarray, x: np.ndarray, frac: float) -> np.ndarray:
+    """For mean accuracy curves (..., T) at eval points ``x`` (T,): the first x whose gain
+    over the first point reaches ``frac`` of the last point's gain; NaN where it never gains."""
+    gains = curves - curves[..., :1]
+    final = gains[..., -1:]
+    reached = gains >= frac * final - 1e-12
+    first = np.argmax(reached, axis=-1)
+    return np.where(final[..., 0] > 0, np.asarray(x, float)[first], np.nan)
+
+
+def curve_bootstrap(tensor: np.ndarray, x: np.ndarray, frac: float, n_resamples: int = N_RESAMPLES,
+                    level: float = LEVEL, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, Estimate]:
+    """For outcomes (seeds, eval points, items): the mean curve, its pointwise CI
+    (low, high) and the x at which the curve reaches ``frac`` of its final gain, with its CI."""
+    point, reps = crossed_bootstrap([tensor], lambda m: m, n_resamples, seed)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(reps, [alpha, 1 - alpha], axis=0)
+    reach = summarize(float(rollouts_to_frac(point, x, frac)), rollouts_to_frac(reps, x, frac), level,
+                      tensor.shape[0], tensor.shape[-1])
+    return point, low, high, Estimate(reach.mean, reach.ci_low, reach.ci_high, math.nan, reach.n_seeds,
+                                      reach.n_items)
+
+
+def t_interval(values) -> tuple[float, float]:
+    """Mean ± Student-t 95% half-width over seeds (training metrics, which have no items)."""
+    import scipy.stats
+
+    vals = np.asarray(values, float)
+    vals = vals[np.isfinite(vals)]
+    if vals.size < 2:
+        return (float(vals.mean()) if vals.size else math.nan), math.nan
+    return float(vals.mean()), float(scipy.stats.t.ppf(0.5 + LEVEL / 2, vals.size - 1) * scipy.stats.sem(vals))

@@ -1,0 +1,175 @@
+"""The run record: what a run directory holds, the metric keys, reward names
+and arm labels. Torch-free and pandas-free; every writer (run_dir, job,
+telemetry, evaluation, methods) and reader (analysis, dashboard) imports
+its names from here.
+
+A run dir::
+
+    run.json               status (running|done|failed|interrupted), method, config, summary, started, finished
+    metrics.jsonl          one record per logged step: ``step`` + the W&B keys below
+    config.yaml            the resolved config
+    eval/step_XXXXXX.jsonl one record per held-out item per eval (EVAL_FIELDS)
+    wandb_id, run.lock, run.log, checkpoints/, final/, wandb/
+
+:func:`read_state`, :func:`read_metrics` and :func:`read_eval` check what a
+reader needs and raise :class:`RunDirError`, one line naming the missing file
+or key, for an old or partial run dir.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from mathreason.errors import UserError
+
+# ---------------------------------------------------------------- files
+STATE_FILE = "run.json"
+LOCK_FILE = "run.lock"
+LOG_FILE = "run.log"
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.yaml"
+EVAL_DIR = "eval"
+EVAL_GLOB = "step_*.jsonl"
+WANDB_ID_FILE = "wandb_id"
+FAILURES_FILE = "failures.json"  # in a sweep dir: the jobs that failed
+STATUSES = ("running", "done", "failed", "interrupted")
+
+# ---------------------------------------------------------------- metric keys (metrics.jsonl = W&B)
+STEP = "step"
+STEP_AXIS = "train/global_step"  # W&B's step metric (transformers' WandbCallback); metrics.jsonl: "step"
+STRICT = "eval/accuracy_strict"
+LENIENT = "eval/accuracy_lenient"
+FORMAT_RATE = "eval/format_rate"
+WALL = "train/wall_clock_s"
+ROLLOUTS = "train/cumulative_rollouts"
+TOKENS = "train/cumulative_generated_tokens"
+REWARD = "train/reward"
+ROLLOUTS_PER_STEP = "train/geometry/rollouts_per_step"
+GROUP_SIZE = "train/geometry/group_size"
+REWARD_NAMES = ("correctness", "strict_format", "soft_format", "integer", "xmlcount")  # plot order
+DPO_KEYS = ("train/rewards/margins", "train/rewards/accuracies", "train/rewards/chosen", "train/rewards/rejected")
+# Peak memory, in order of preference: CPU RSS, GPU reserved/allocated, then per-interval values.
+OVERALL_PEAK_KEYS = tuple(f"train/memory/overall_peak_{m}_mb" for m in ("rss", "reserved", "allocated"))
+INTERVAL_PEAK_KEYS = tuple(f"train/memory/peak_{m}_mb" for m in ("rss", "reserved", "allocated"))
+MEMORY_KEYS = OVERALL_PEAK_KEYS + INTERVAL_PEAK_KEYS + ("train/memory/rss_mb",)
+
+
+def reward_key(name: str) -> str:
+    """The metrics key of reward function ``name``'s unweighted mean."""
+    return f"train/rewards/{name}/mean"
+
+
+# ---------------------------------------------------------------- eval records
+# eval/step_XXXXXX.jsonl: one JSON object per item, in the eval set's order.
+EVAL_FIELDS = ("item_id", "question", "gold", "completion", "extracted", "extracted_lenient",
+               "correct", "correct_lenient", "format")  # + "samples_correct" (k bools) when eval.num_samples > 1
+
+
+def eval_file(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / EVAL_DIR / f"step_{step:06d}.jsonl"
+
+
+def item_id(question: str) -> str:
+    """A stable id for a held-out item: the first 12 hex digits of the question's SHA-1."""
+    return hashlib.sha1(question.encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------- config keys and arms
+# Keys that may change between a run and its resumption without changing results.
+NEUTRAL_KEYS = ("logger", "cache_dir", "threads", "experiment_name", "device")
+# ... and those that never put two runs into different arms (seeds are samples of one arm).
+ARM_NEUTRAL_KEYS = NEUTRAL_KEYS + ("seed", "hydra", "checkpoint", "eval.every_n_steps", "eval.batch_size",
+                                   "eval.save_samples", "rollout.vllm")
+# Per method, the config sections that do not apply to it.
+UNUSED_SECTIONS = {"grpo": ("dpo",), "dpo": ("grpo", "group_size", "geometry", "rollout"),
+                   "eval": ("grpo", "dpo", "group_size", "geometry", "rollout", "reward")}
+BASELINE = "baseline"
+
+
+def arm_tag(method: str, group_size: Any = None, samples_per_question: Any = None) -> str:
+    """The W&B tag of an arm: ``g2``/``g16`` for GRPO, ``k4`` (samples per question) for DPO."""
+    if method == "grpo":
+        return f"g{group_size}"
+    if method == "dpo":
+        return f"k{samples_per_question}"
+    return method
+
+
+def arm_label(kind: str, group_size: Any = None) -> str:
+    """The report's arm label: ``baseline``, ``eval (adapter)``, ``grpo G=16``, ``dpo``…"""
+    if kind == "grpo":
+        return f"grpo G={group_size}" if group_size else "grpo"
+    return {"eval": "eval (adapter)"}.get(kind, kind)
+
+
+# ---------------------------------------------------------------- readers
+
+
+class RunDirError(UserError):
+    """An old or partial run dir: one line naming the missing file or key."""
+
+
+def _lines(path: Path) -> list[dict]:
+    lines = [(n, line) for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1) if line.strip()]
+    out = []
+    for number, line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:  # a last line cut off mid-write is dropped; any other is an error
+            if number != lines[-1][0]:
+                raise RunDirError(f"{path}:{number}: not a JSON record") from None
+    return out
+
+
+def read_state(run_dir: str | Path) -> dict:
+    """run.json, checked for ``status``, ``method`` and ``config.seed`` (a done run)."""
+    path = Path(run_dir) / STATE_FILE
+    if not path.is_file():
+        raise RunDirError(f"{run_dir}: no {STATE_FILE} (not a run dir, or a run that never started)")
+    try:
+        state = json.loads(path.read_text())
+    except ValueError as err:
+        raise RunDirError(f"{path}: unreadable ({err})") from None
+    if not isinstance(state, dict) or "status" not in state:
+        raise RunDirError(f"{path}: no 'status' key")
+    if state["status"] == "done":
+        for key in ("method", "config"):
+            if key not in state:
+                raise RunDirError(f"{path}: no '{key}' key (written by an older mathreason?)")
+        if not isinstance(state["config"], dict) or "seed" not in state["config"]:
+            raise RunDirError(f"{path}: no 'config.seed' key")
+    return state
+
+
+def read_metrics(run_dir: str | Path, required: tuple[str, ...] = (STEP, STRICT)) -> list[dict]:
+    """metrics.jsonl's records; each key in ``required`` must occur in some record."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        raise RunDirError(f"{run_dir}: no {METRICS_FILE}")
+    records = [r for r in _lines(path) if isinstance(r, dict)]
+    for key in required:
+        if not any(key in r for r in records):
+            raise RunDirError(f"{path}: no '{key}' key in any record")
+    return records
+
+
+def eval_files(run_dir: str | Path) -> list[Path]:
+    return sorted((Path(run_dir) / EVAL_DIR).glob(EVAL_GLOB))
+
+
+def read_eval(path: Path) -> list[dict]:
+    """One eval file's records, each with an ``item_id`` (derived from the
+    question for files written before item ids; repeats of a question get ``#2``…)."""
+    records = _lines(path)
+    seen: dict[str, int] = {}
+    for number, rec in enumerate(records, 1):
+        for key in ("correct", "question") if "item_id" not in rec else ("correct",):
+            if key not in rec:
+                raise RunDirError(f"{path}:{number}: no '{key}' key")
+        base = rec.get("item_id") or item_id(rec["question"])
+        seen[base] = seen.get(base, 0) + 1
+        rec["item_id"] = base if seen[base] == 1 else f"{base}#{seen[base]}"
+    return records
