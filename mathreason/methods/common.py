@@ -10,6 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from mathreason.records import ROLLOUTS, STEP, STRICT, TOKENS, WALL
 from mathreason.telemetry import Telemetry, TelemetryMixin
 
 log = logging.getLogger("mathreason")
@@ -63,56 +64,158 @@ def common_training_args(ctx: RunContext, section: DictConfig, skip: tuple[str, 
         save_only_model=False,
         gradient_checkpointing=on_gpu,
         dataloader_num_workers=0,
+        dataloader_pin_memory=on_gpu,  # pinning needs an accelerator (a warning per epoch otherwise)
         disable_tqdm=False,
     )
     args.update(OmegaConf.to_container(section.extra, resolve=True))
     return args
 
 
-def _complete(ckpt: Path) -> bool:
-    """The Trainer writes ``trainer_state.json`` last (after the model,
-    optimizer, scheduler and RNG states): without a readable one the save was
-    cut short (the process was killed while saving)."""
+# Files a Trainer checkpoint needs to resume exactly (transformers writes
+# trainer_state.json last, so a kill during the save leaves it missing).
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def _intact(path: Path) -> str | None:
+    """None when ``path`` looks whole, else why not. Cheap: safetensors files
+    are checked against their header's sizes, torch files (zip archives) for
+    their end record; neither is loaded."""
     import json
+    import zipfile
 
     try:
-        json.loads((ckpt / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return True
+        size = path.stat().st_size
+        if size == 0:
+            return f"{path.name} empty"
+        if path.suffix == ".safetensors":
+            with path.open("rb") as fh:
+                n = int.from_bytes(fh.read(8), "little")
+                header = json.loads(fh.read(n)) if 0 < n < size else None
+            if not isinstance(header, dict):
+                return f"{path.name} damaged"
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+            return None if size == 8 + n + end else f"{path.name} truncated"
+        if path.suffix in (".pt", ".pth", ".bin") and not zipfile.is_zipfile(path):
+            return f"{path.name} truncated"
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return f"{path.name} unreadable"
+    return None
+
+
+def weights_problem(ckpt: Path) -> str | None:
+    import json
+
+    lora = (ckpt / "adapter_config.json").exists()
+    names = ADAPTER_FILES if lora else WEIGHT_FILES
+    for name in names:
+        index = ckpt / f"{name}.index.json"  # sharded weights
+        if index.exists():
+            try:
+                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (OSError, ValueError, KeyError, AttributeError):
+                return f"{index.name} unreadable"
+            for shard in shards:
+                if not (ckpt / shard).exists():
+                    return f"weight shard {shard} missing"
+                if problem := _intact(ckpt / shard):
+                    return problem
+            return None
+        if (ckpt / name).exists():
+            return _intact(ckpt / name)
+    return f"{' / '.join(names)} missing" if lora else f"model weights ({' / '.join(names)}) missing"
+
+
+def checkpoint_problems(ckpt: Path) -> list[str]:
+    """What keeps Trainer checkpoint ``ckpt`` from an exact resume: missing or
+    damaged model (or adapter) weights, optimizer, scheduler or RNG state,
+    a missing ``trainer_state.json``, any JSON file that does not parse.
+    Empty for a complete checkpoint."""
+    import json
+
+    ckpt = Path(ckpt)
+    problems = []
+    if not (ckpt / "trainer_state.json").exists():
+        problems.append("trainer_state.json missing")
+    for path in sorted(ckpt.glob("*.json")):
+        try:
+            json.loads(path.read_text())
+        except (OSError, ValueError):
+            problems.append(f"{path.name} unreadable")
+    if problem := weights_problem(ckpt):
+        problems.append(problem)
+    deepspeed = any(p.is_dir() for p in ckpt.glob("global_step*"))  # DeepSpeed keeps the optimizer there
+    for name, what in (("optimizer", "optimizer"), ("scheduler", "scheduler")):
+        files = [ckpt / f"{name}.pt", ckpt / f"{name}.bin"]
+        found = [f for f in files if f.exists()]
+        if found:
+            if problem := _intact(found[0]):
+                problems.append(problem)
+        elif not (deepspeed and name == "optimizer"):
+            problems.append(f"{name}.pt missing ({what} state)")
+    rng = sorted(ckpt.glob("rng_state*.pth"))
+    if not rng:
+        problems.append("rng_state.pth missing")
+    problems += [p for p in map(_intact, rng) if p]
+    return problems
+
+
+def _move_aside(ckpt: Path) -> Path:
+    """``checkpoints/checkpoint-N`` -> ``checkpoints/damaged-checkpoint-N`` (a
+    name the Trainer's checkpoint rotation and our search both ignore)."""
+    target = ckpt.with_name(f"damaged-{ckpt.name}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = ckpt.with_name(f"damaged-{ckpt.name}.{n}")
+    ckpt.rename(target)
+    return target
+
+
+def find_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The newest complete ``checkpoint-N`` in ``ckpt_dir``. Newer ones that
+    are incomplete or damaged (a kill during the save, a lost file) are moved
+    aside to ``damaged-checkpoint-N`` with one warning line each, naming what
+    is missing, and the search falls back to the one before."""
+    import re
+
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return None
+    found = sorted(
+        ((int(m[1]), p) for p in ckpt_dir.iterdir() if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name))),
+        reverse=True,
+    )
+    for _step, path in found:
+        problems = checkpoint_problems(path)
+        if not problems:
+            return path
+        moved = _move_aside(path)
+        log.warning("checkpoint %s is incomplete (%s); skipped and moved to %s, falling back to the one before",
+                    path, ", ".join(problems), moved.name)
+    return None
 
 
 def last_checkpoint(ctx: RunContext) -> str | None:
-    """The newest complete ``checkpoints/checkpoint-N``; incomplete ones (a
-    kill during the save) are removed, so resume falls back to the one before."""
-    import re
-    import shutil
-
-    ckpt_dir = ctx.run_dir / "checkpoints"
-    if not ckpt_dir.is_dir():
-        return None
-    found = []
-    for path in ckpt_dir.iterdir():
-        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
-        if not (match and path.is_dir()):
-            continue
-        if _complete(path):
-            found.append((int(match[1]), path))
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-    return str(max(found)[1]) if found else None
+    """The newest complete ``checkpoints/checkpoint-N`` of this run (see
+    :func:`find_checkpoint`)."""
+    found = find_checkpoint(ctx.run_dir / "checkpoints")
+    return str(found) if found else None
 
 
 def prepare_resume(ctx: RunContext, telemetry: Telemetry) -> str | None:
     """Resume from the last checkpoint if this run has one: keep the metrics
     logged up to it (later records are work that is redone) and continue the
     counters. Without a checkpoint, start the metrics afresh."""
+    from mathreason.telemetry import replay_wandb_history
+
     ckpt = last_checkpoint(ctx) if ctx.resume else None
     step = int(Path(ckpt).name.split("-")[-1]) if ckpt else -1
     kept: list[dict] = []
     if telemetry.metrics.path.exists():
         kept = telemetry.metrics.truncate_after(step)
         telemetry.restore(kept)
+    replay_wandb_history(kept)  # offline W&B resume: the kept steps into the new offline run
     if ckpt:
         log.info("resuming from %s (step %d); %d metrics records up to it kept", ckpt, step, len(kept))
     elif ctx.resume:
@@ -126,6 +229,7 @@ def make_eval_callback(trainer, ctx: RunContext):
     Steps count from ``telemetry.step_offset`` (DPO rounds continue the axis)."""
     from transformers import TrainerCallback
 
+    from mathreason.console import EVAL_LINES
     from mathreason.evaluation import evaluate
 
     every = int(ctx.cfg.eval.every_n_steps)
@@ -134,7 +238,11 @@ def make_eval_callback(trainer, ctx: RunContext):
     class EvalDuringTraining(TrainerCallback):
         def _evaluate(self, step: int) -> dict:
             model = trainer.accelerator.unwrap_model(trainer.model)
-            return evaluate(model, trainer.processing_class, ctx.eval_rows, ctx.cfg.eval, step=step, out_dir=ctx.run_dir)
+            metrics = evaluate(model, trainer.processing_class, ctx.eval_rows, ctx.cfg.eval, step=step,
+                               out_dir=ctx.run_dir)
+            rollouts = telemetry.constant.get("cumulative_rollouts") or telemetry.rollouts_per_step * step
+            EVAL_LINES.report(step, metrics, rollouts)
+            return metrics
 
         def on_train_begin(self, args, state, control, **kwargs):
             if state.global_step == 0 and telemetry.step_offset == 0:
@@ -155,13 +263,13 @@ def summarize(ctx: RunContext, extra: dict[str, Any] | None = None) -> dict[str,
     from mathreason.telemetry import MetricsFile
 
     records = MetricsFile(ctx.run_dir).records()
-    evals = [r for r in records if "eval/accuracy_strict" in r]
-    summary: dict[str, Any] = {"method": ctx.cfg.method, "steps": records[-1]["step"] if records else 0}
+    evals = [r for r in records if STRICT in r]
+    summary: dict[str, Any] = {"method": ctx.cfg.method, "steps": records[-1][STEP] if records else 0}
     if evals:
         for tag, rec in (("baseline", evals[0]), ("final", evals[-1])):
             for key in ("accuracy_strict", "accuracy_lenient", "format_rate"):
                 summary[f"{tag}/{key}"] = rec.get(f"eval/{key}")
-    for key in ("train/wall_clock_s", "train/cumulative_rollouts", "train/cumulative_generated_tokens"):
+    for key in (WALL, ROLLOUTS, TOKENS):
         values = [r[key] for r in records if key in r]
         if values:
             summary[key.split("/", 1)[1]] = values[-1]
@@ -170,3 +278,28 @@ def summarize(ctx: RunContext, extra: dict[str, Any] | None = None) -> dict[str,
         summary["peak_memory_mb"] = max(peaks)
     summary.update(extra or {})
     return summary
+
+
+def trl_config(cls: type, args: dict[str, Any], section: str):
+    """TRL's config object (GRPOConfig, DPOConfig), built with TRL's own checks;
+    a value it refuses is a user error naming the config section."""
+    from mathreason.cli import one_line
+    from mathreason.errors import UserError
+
+    try:
+        return cls(**args)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"{section}: {cls.__name__} refuses these settings: {one_line(err)}") from err
+
+
+def record_effective(ctx: RunContext, values: dict[str, Any]) -> None:
+    """The values that actually trained (e.g. the lr after geometry scaling),
+    beside the configured ones: ``effective`` in run.json and in W&B's config."""
+    from mathreason.run_dir import write_state
+
+    write_state(ctx.run_dir, effective=values)
+    if ctx.wandb_mode != "disabled":
+        import wandb
+
+        if wandb.run is not None:
+            wandb.config.update({"effective": values}, allow_val_change=True)

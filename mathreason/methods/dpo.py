@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from mathreason.methods.common import (
 )
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
+log = logging.getLogger("mathreason")
 
 
 def build_pairs(rows: list[dict], samples: list[list[str]], totals: list[list[float]],
@@ -94,10 +97,11 @@ def mine_pairs(model, tokenizer, rows: list[dict], ctx: RunContext, round_no: in
 
 
 def save_pairs(path: Path, pairs: list[dict], stats: dict) -> None:
+    """The stats, then the pairs, each written whole or not at all (a re-run
+    reuses a round's pairs only when both are there)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
-        fh.writelines(json.dumps(p) + "\n" for p in pairs)
-    path.with_suffix(".stats.json").write_text(json.dumps(stats, indent=2))
+    _write_atomic(path.with_suffix(".stats.json"), json.dumps(stats, indent=2))
+    _write_atomic(path, "".join(json.dumps(p) + "\n" for p in pairs))
 
 
 def load_pairs(path: str | Path) -> list[dict]:
@@ -143,28 +147,186 @@ def dpo_args(ctx: RunContext, round_no: int) -> dict[str, Any]:
     return args
 
 
+ROUND_DONE = "done.json"
+
+
+def round_dir(ctx: RunContext, round_no: int) -> Path:
+    """A round's DPOTrainer output dir (its checkpoints) and its completion record."""
+    return ctx.run_dir / "checkpoints" / f"round_{round_no}"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _save_rng(path: Path) -> None:
+    """Python, NumPy and torch RNG states, so a resumed run mines the next
+    round's pairs from the same random stream as an uninterrupted one."""
+    import random
+
+    import numpy as np
+    import torch
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    torch.save(state, path)
+
+
+def _load_rng(path: Path) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    state = torch.load(path, weights_only=False)
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _read_done(ctx: RunContext, round_no: int) -> dict | None:
+    try:
+        record = json.loads((round_dir(ctx, round_no) / ROUND_DONE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("round") == round_no else None
+
+
+def completed_rounds(ctx: RunContext) -> list[dict]:
+    """Completion records of the rounds an earlier attempt of this run
+    finished (a prefix: round 1, 2, …), the last one with its trained model
+    intact. When that model is lost or damaged, the rounds after round 1's
+    mining are set aside (one warning) and the run starts over at round 1."""
+    from mathreason.methods.common import weights_problem
+
+    done = []
+    for round_no in range(1, int(ctx.cfg.dpo.rounds) + 1):
+        record = _read_done(ctx, round_no)
+        if record is None:
+            break
+        done.append(record)
+    if done:
+        last = done[-1]
+        model_dir = ctx.run_dir / last["model"]
+        problem = weights_problem(model_dir) if model_dir.is_dir() else f"{last['model']}/ missing"
+        if not problem and last["round"] < int(ctx.cfg.dpo.rounds):
+            if not (round_dir(ctx, last["round"]) / "rng_state.pth").exists():
+                problem = "rng_state.pth missing"
+        if not problem:
+            return done
+        log.warning("dpo resume: round %d's trained model is incomplete (%s); rounds 2+ are set aside and the "
+                    "run starts over at round 1", last["round"], problem)
+        _set_aside_rounds(ctx, first=1)
+    return []
+
+
+def _set_aside_rounds(ctx: RunContext, first: int) -> None:
+    """Rename the records of rounds >= ``first`` (round dirs; pair files from
+    round 2 on, mined by a policy that is to be retrained) to ``stale-*``."""
+    for round_no in range(first, int(ctx.cfg.dpo.rounds) + 1):
+        paths = [round_dir(ctx, round_no)]
+        if round_no > 1:
+            pair_file = ctx.run_dir / "pairs" / f"round_{round_no}.jsonl"
+            paths += [pair_file, pair_file.with_suffix(".stats.json")]
+        for path in paths:
+            if path.exists():
+                target = path.with_name(f"stale-{path.name}")
+                if target.exists():
+                    shutil.rmtree(target) if target.is_dir() else target.unlink()
+                path.rename(target)
+
+
+def _load_round_model(model, path: Path, device: str):
+    """The policy a completed round left (its adapter or full model), on top
+    of the freshly loaded base ``model``."""
+    from peft import PeftModel
+
+    if (path / "adapter_config.json").exists():
+        if isinstance(model, PeftModel):  # the backend attached the adapter already
+            from peft import set_peft_model_state_dict
+            from peft.utils import load_peft_weights
+
+            set_peft_model_state_dict(model, load_peft_weights(str(path), device=device))
+            return model
+        return PeftModel.from_pretrained(model, str(path), is_trainable=True)
+    from transformers import AutoModelForCausalLM
+
+    dtype = next(model.parameters()).dtype
+    del model
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device)
+
+
+def _reuse_pairs(pair_file: Path) -> tuple[list[dict], dict] | None:
+    """A round's pairs as an earlier attempt mined them (the pair file is
+    written whole or not at all, after its stats)."""
+    stats_file = pair_file.with_suffix(".stats.json")
+    if not (pair_file.exists() and stats_file.exists()):
+        return None
+    try:
+        stats = json.loads(stats_file.read_text())
+        pairs = load_pairs(pair_file)
+    except (OSError, ValueError, UserError):
+        return None
+    return pairs, stats
+
+
 def run(ctx: RunContext) -> dict[str, Any]:
+    """Round after round: mine, train, save. A re-run after an interruption
+    resumes at the round it was in: completed rounds' pairs and trained model
+    are reused, the round in progress reuses its mined pairs and resumes from
+    its last complete checkpoint (``checkpoint.every_n_steps``) or restarts."""
     from datasets import Dataset
     from peft import PeftModel
     from trl import DPOConfig, DPOTrainer
 
+    from mathreason.methods.common import find_checkpoint
     from mathreason.models.load import load_model_and_tokenizer
-    from mathreason.telemetry import Telemetry
+    from mathreason.telemetry import Telemetry, replay_wandb_history
 
     cfg = ctx.cfg
+    rounds = int(cfg.dpo.rounds)
     telemetry = Telemetry(ctx.run_dir, ctx.device)
-    telemetry.metrics.path.unlink(missing_ok=True)  # an interrupted DPO run starts over
-    model, tokenizer, peft_config = load_model_and_tokenizer(cfg.model, cfg.cache_dir, ctx.device, cfg.seed)
-    sampled = 0
-    all_stats = []
-    for round_no in range(1, int(cfg.dpo.rounds) + 1):
+    done = completed_rounds(ctx) if ctx.resume else []
+    sampled = done[-1]["sampled"] if done else 0
+    telemetry.step_offset = done[-1]["step_offset"] if done else 0
+    telemetry.train_totals = done[-1].get("train_totals", {}) if done else {}
+    all_stats = [d["stats"] for d in done]
+    first = len(done) + 1
+    if first <= rounds:
+        model, tokenizer, peft_config = load_model_and_tokenizer(cfg.model, cfg.cache_dir, ctx.device, cfg.seed)
+        if done:
+            model = _load_round_model(model, ctx.run_dir / done[-1]["model"], ctx.device)
+            _load_rng(round_dir(ctx, done[-1]["round"]) / "rng_state.pth")
+    # the round in progress: its mined pairs and its last complete checkpoint
+    reused = _reuse_pairs(ctx.run_dir / "pairs" / f"round_{first}.jsonl") if ctx.resume and first <= rounds else None
+    checkpoint = find_checkpoint(round_dir(ctx, first)) if reused else None
+    if ctx.resume and first <= rounds and not reused and round_dir(ctx, first).is_dir():
+        _set_aside_rounds(ctx, first)  # checkpoints without their pairs: not resumable
+    ckpt_step = int(checkpoint.name.split("-")[-1]) if checkpoint else 0
+    keep = telemetry.step_offset + ckpt_step if (done or checkpoint) else -1
+    kept = telemetry.metrics.truncate_after(keep) if telemetry.metrics.path.exists() else []
+    telemetry.restore(kept)
+    replay_wandb_history(kept)
+    if ctx.resume:
+        where = f"from {checkpoint} (step {ckpt_step} of round {first})" if checkpoint else f"at the start of round {first}"
+        log.info("dpo resume: %d of %d rounds complete, resuming %s%s; %d metrics records kept",
+                 len(done), rounds, where, " with its mined pairs" if reused else "", len(kept))
+    for round_no in range(first, rounds + 1):
         pair_file = ctx.run_dir / "pairs" / f"round_{round_no}.jsonl"
-        if round_no == 1 and cfg.dpo.pairs_path:
+        if round_no == first and reused:
+            pairs, stats = reused
+        elif round_no == 1 and cfg.dpo.pairs_path:
             pairs = load_pairs(cfg.dpo.pairs_path)
             stats = {"questions": None, "samples": 0, "pairs": len(pairs), "reused": str(cfg.dpo.pairs_path)}
+            save_pairs(pair_file, pairs, stats)
         else:
             pairs, stats = mine_pairs(model, tokenizer, mining_rows(ctx, round_no), ctx, round_no)
-        save_pairs(pair_file, pairs, stats)
+            save_pairs(pair_file, pairs, stats)
         all_stats.append(stats)
         sampled += stats["samples"]
         if not pairs:
@@ -173,8 +335,10 @@ def run(ctx: RunContext) -> dict[str, Any]:
                 f"({stats['all_correct']} all correct, {stats['all_wrong']} all wrong); "
                 "raise dpo.mining.samples_per_question or dpo.mining.temperature"
             )
-        telemetry.pending.update({f"mining/{k}": v for k, v in stats.items() if isinstance(v, (int, float))})
-        telemetry.pending["mining/round"] = round_no
+        resume_from = checkpoint if round_no == first else None
+        if resume_from is None:  # the mining stats ride on the round's first record (kept when resuming mid-round)
+            telemetry.pending.update({f"mining/{k}": v for k, v in stats.items() if isinstance(v, (int, float))})
+            telemetry.pending["mining/round"] = round_no
         telemetry.constant["cumulative_rollouts"] = sampled
         is_peft = isinstance(model, PeftModel) or peft_config is not None
         ref_model = None if is_peft or cfg.dpo.precompute_ref_log_probs else copy.deepcopy(model).eval()
@@ -188,14 +352,38 @@ def run(ctx: RunContext) -> dict[str, Any]:
         )
         trainer.telemetry = telemetry
         trainer.add_callback(make_eval_callback(trainer, ctx))
-        trainer.train()
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         model = trainer.model
         telemetry.step_offset += trainer.state.global_step
         del ref_model
-    trainer.save_model(str(ctx.run_dir / "final"))
+        _finish_round(ctx, trainer, round_no, sampled, telemetry, stats)
     mined = [s for s in all_stats if s.get("questions")]
     extra = {"dpo/rounds": len(all_stats), "dpo/pairs": sum(s["pairs"] for s in all_stats)}
     if mined:
         extra["dpo/mean_yield"] = sum(s["yield"] for s in mined) / len(mined)
     extra["dpo/steps_per_round"] = math.ceil(telemetry.step_offset / max(1, len(all_stats)))
     return summarize(ctx, {**extra, **telemetry.train_totals})
+
+
+def _finish_round(ctx: RunContext, trainer, round_no: int, sampled: int, telemetry, stats: dict) -> None:
+    """Save what the next round (or a re-run) needs, then mark the round done:
+    the RNG state, the trained model (``final/`` after the last round), and
+    ``checkpoints/round_N/done.json`` last. The previous round's model goes."""
+    rounds = int(ctx.cfg.dpo.rounds)
+    out = round_dir(ctx, round_no)
+    out.mkdir(parents=True, exist_ok=True)
+    _save_rng(out / "rng_state.pth")
+    model_dir = ctx.run_dir / "final" if round_no == rounds else out / "model"
+    trainer.save_model(str(model_dir))
+    record = {
+        "round": round_no,
+        "steps": trainer.state.global_step,
+        "step_offset": telemetry.step_offset,
+        "sampled": sampled,
+        "stats": stats,
+        "model": str(model_dir.relative_to(ctx.run_dir)),
+        "train_totals": telemetry.train_totals,
+    }
+    _write_atomic(out / ROUND_DONE, json.dumps(record, indent=2, default=str))
+    if round_no > 1:
+        shutil.rmtree(round_dir(ctx, round_no - 1) / "model", ignore_errors=True)

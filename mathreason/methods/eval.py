@@ -1,20 +1,57 @@
-"""Evaluate a model (and optional adapter) on the eval split of any dataset."""
+"""Evaluate a model (and optional adapter) on the eval split of any dataset.
+
+Resume: the evaluation is one pass that ends by writing its per-sample
+outputs (``eval/step_000000.jsonl``) and then its metrics record. A re-run
+after an interruption reuses a finished pass (both written: only the summary
+was left to do); otherwise it starts the pass over, which gives the same
+result (greedy decoding; sampled pass@k draws from the run's seed).
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from mathreason.methods.common import RunContext, summarize
+from mathreason.records import STRICT, eval_file
+
+log = logging.getLogger("mathreason")
+
+
+def finished_record(ctx: RunContext) -> dict | None:
+    """The metrics record of an earlier attempt's finished pass, if its
+    per-sample outputs are complete too (one line per eval row)."""
+    from mathreason.telemetry import MetricsFile
+
+    records = [r for r in MetricsFile(ctx.run_dir).records() if r.get("step") == 0 and STRICT in r]
+    if not records:
+        return None
+    if ctx.cfg.eval.save_samples:
+        samples = eval_file(ctx.run_dir, 0)
+        lines = samples.read_text().splitlines() if samples.exists() else []
+        if len(lines) != len(ctx.eval_rows) or not lines[-1].endswith("}"):
+            return None
+    return records[-1]
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
-    from mathreason.evaluation import evaluate
-    from mathreason.models.load import load_model_and_tokenizer
-    from mathreason.telemetry import MemoryMeter, MetricsFile, Telemetry, wandb_key_names
+    from mathreason.telemetry import MemoryMeter, MetricsFile, Telemetry, replay_wandb_history, wandb_key_names
 
     cfg = ctx.cfg
     telemetry = Telemetry(ctx.run_dir, ctx.device)
-    telemetry.metrics.path.unlink(missing_ok=True)  # an interrupted eval starts over
+    done = finished_record(ctx) if ctx.resume else None
+    if done is not None:
+        log.info("eval resume: the evaluation finished before the interruption; reusing its results")
+        replay_wandb_history([done], raw=True)  # offline W&B resume: the record into the new offline run
+        return summarize(ctx)
+    if telemetry.metrics.path.exists():
+        if ctx.resume:
+            log.info("eval resume: the interrupted evaluation starts over")
+        telemetry.metrics.path.unlink()
+    replay_wandb_history([])  # nothing kept
+    from mathreason.evaluation import evaluate
+    from mathreason.models.load import load_model_and_tokenizer
+
     model, tokenizer, _ = load_model_and_tokenizer(cfg.model, cfg.cache_dir, ctx.device, cfg.seed)
     metrics = evaluate(model, tokenizer, ctx.eval_rows, cfg.eval, step=0, out_dir=ctx.run_dir)
     metrics.update(MemoryMeter(ctx.device).sample(), wall_clock_s=telemetry.wall_clock())
