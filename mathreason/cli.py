@@ -59,32 +59,20 @@ def one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+def _end_bar_line() -> None:
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None and getattr(tqdm.tqdm, "_instances", None):
+        sys.stderr.write("\n")  # end an open progress bar's line first
+
+
 def fail(err: BaseException) -> None:
     """Report a user error in one line and exit 2 (raise it in debug mode)."""
     if debug_mode():
         raise err
-    tqdm = sys.modules.get("tqdm")
-    if tqdm is not None and getattr(tqdm.tqdm, "_instances", None):
-        sys.stderr.write("\n")  # end an open progress bar's line first
+    _end_bar_line()
     sys.stderr.write(f"error: {one_line(err)}\n")
     sys.stderr.flush()
     raise SystemExit(UserError.exit_code)
-
-
-# Hydra reads `group_size=2` as the integer 2, and a config-group choice must
-# be a string: quote numeric group choices so the documented command works.
-_NUMERIC_GROUP_CHOICE = re.compile(r"^([~+]{0,2}group_size)=(\d+(?:,\d+)*)$")
-
-
-def quote_group_choices(overrides: list[str]) -> list[str]:
-    """``group_size=2,16`` -> ``group_size='2','16'`` (other arguments unchanged)."""
-    out = []
-    for arg in overrides:
-        match = _NUMERIC_GROUP_CHOICE.match(arg)
-        if match:
-            arg = f"{match[1]}=" + ",".join(f"'{v}'" for v in match[2].split(","))
-        out.append(arg)
-    return out
 
 
 def run_cli(hydra_main) -> None:
@@ -93,13 +81,18 @@ def run_cli(hydra_main) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from mathreason.errors import NumericFault
+    from mathreason.errors import Interrupted, NumericFault
 
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         os.environ["MATHREASON_DEBUG"] = "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us unformatted
-    sys.argv = [sys.argv[0], *quote_group_choices(sys.argv[1:])]
     try:
         hydra_main()
     except (UserError, NumericFault, HydraException, OmegaConfBaseException) as err:
         fail(err)
+    except (Interrupted, KeyboardInterrupt) as err:
+        if debug_mode():
+            raise
+        _end_bar_line()
+        sys.stderr.write(f"{str(err) or 'interrupted'}\n")
+        raise SystemExit(Interrupted.exit_code) from None

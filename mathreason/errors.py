@@ -14,3 +14,10 @@ class UserError(Exception):
 class NumericFault(RuntimeError):
     """A NaN/inf reward or loss; the run stops, naming the step and the reward
     function, with what was logged so far saved."""
+
+
+class Interrupted(BaseException):
+    """Ctrl-C: the CLI prints the message (where it stopped, how to resume), exit 130.
+    A BaseException, like KeyboardInterrupt, so that Hydra passes it through."""
+
+    exit_code = 130

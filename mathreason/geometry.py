@@ -53,12 +53,12 @@ def plan_geometry(cfg: Any, n_train_prompts: int | None, base_lr: float | None =
     on a mismatch."""
     geo = cfg.geometry
     world = world_size() if world is None else int(world)
-    g = int(cfg.group_size.num_generations)
+    g = int(cfg.group_size)
     if geo.hold == "rollouts":
         rollouts = int(geo.rollouts_per_step)
         if rollouts % g:
             raise UserError(
-                f"geometry.rollouts_per_step={rollouts} is not divisible by group_size.num_generations={g}; "
+                f"geometry.rollouts_per_step={rollouts} is not divisible by group_size={g}; "
                 f"use a multiple of {g}"
             )
         prompts = rollouts // g

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mathreason.cli import fail
 from mathreason.errors import UserError
+from mathreason.records import FAILURES_FILE
 
 
 class ValidateConfig(Callback):
@@ -58,7 +59,6 @@ class ValidateConfig(Callback):
             fail(err)
 
 
-FAILURES_FILE = "failures.json"
 JOBS_DIR = ".jobs"  # one JSON record per finished job, written by the job itself
 
 
@@ -197,6 +197,7 @@ class ReportFailures(Callback):
             record["job_id"] = str(job_id)
         if job_return.status == JobStatus.COMPLETED:
             record["status"] = "done"
+            print(f"job {num} done: {_overrides_text(overrides)} — {output_dir}", file=sys.stderr, flush=True)
         else:
             # the exception itself: `.return_value` would log "Error executing job ..."
             # once more (the sweeper reads it again after the batch) and re-raise it

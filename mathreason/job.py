@@ -17,7 +17,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mathreason.cli import fail, one_line
-from mathreason.errors import UserError
+from mathreason.console import EVAL_LINES, phase, quiet_libraries
+from mathreason.errors import Interrupted, UserError
+from mathreason.records import CONFIG_FILE
 from mathreason.run_dir import check_reuse, claim, comparable_config, read_state, release, remove_created, write_state
 
 log = logging.getLogger("mathreason")
@@ -57,6 +59,7 @@ def setup_torch(cfg: DictConfig) -> str:
     from mathreason.models.load import resolve_device
 
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
+    quiet_libraries(bool(cfg.verbose))
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     set_seed(int(cfg.seed))
@@ -101,7 +104,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     write_state(run_dir, status="running", method=typed.method, overrides=overrides,
                 experiment_name=typed.experiment_name, error=None,
                 config=scrub_secrets(comparable_config(typed)), started=started)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(scrub_secrets(OmegaConf.to_container(typed, resolve=True))))
+    (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(scrub_secrets(OmegaConf.to_container(typed, resolve=True))))
     try:
         device = setup_torch(typed)
         name = slug(",".join(o for o in overrides if not o.startswith("hydra")))
@@ -110,14 +113,22 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
             train_rows=train_rows, eval_rows=eval_rows, resume=status == "resume", wandb_mode="disabled",
         )
         ctx.wandb_mode = init_wandb(typed, run_dir, name, overrides)
-        log.info("run dir: %s (%s, device=%s, W&B %s)", run_dir, "resuming" if ctx.resume else "new", device,
-                 ctx.wandb_mode)
+        phase("run", f"{typed.method} on {typed.model.name} / {typed.data.name}, {run_dir} "
+                     f"({'resuming' if ctx.resume else 'new'}, {device}, W&B {ctx.wandb_mode})")
+        EVAL_LINES.baseline = None  # a sweep runs several jobs in one process
         summary = get_method(typed.method)(ctx)
     except (UserError, NumericFault) as err:
         write_state(run_dir, status="failed", error=one_line(err))
         finish_wandb()
         return _user_error(err, multirun)
-    except (SystemExit, KeyboardInterrupt) as err:  # preempted (submitit requeues) or stopped by hand
+    except KeyboardInterrupt:  # Ctrl-C
+        line = interrupted_line(run_dir)
+        write_state(run_dir, status="interrupted", error=line)
+        finish_wandb()
+        if multirun:
+            raise
+        raise Interrupted(line) from None
+    except SystemExit as err:  # preempted (submitit requeues)
         write_state(run_dir, status="interrupted", error=f"{type(err).__name__}: {err}")
         finish_wandb()
         raise
@@ -144,17 +155,28 @@ def _user_error(err: Exception, multirun: bool) -> dict:
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    """The summary table on the console and in run.log."""
+    from mathreason.console import summary_table
 
-    table = Table(title=f"{summary.get('method')} — {summary.get('run_dir')}")
-    table.add_column("held-out")
-    table.add_column("strict acc", justify="right")
-    table.add_column("lenient acc", justify="right")
-    table.add_column("format", justify="right")
-    for tag, label in (("baseline", "before (warm start)"), ("final", "after training")):
-        if f"{tag}/accuracy_strict" in summary:
-            table.add_row(label, *(f"{summary[f'{tag}/{k}']:.1%}" for k in ("accuracy_strict", "accuracy_lenient", "format_rate")))
-    Console(stderr=False).print(table)
+    log.info("%s", summary_table(summary))
     if os.environ.get("MATHREASON_SUMMARY_JSON"):
         print(json.dumps(summary, default=str))
+
+
+def interrupted_line(run_dir: Path) -> str:
+    """What a person needs after Ctrl-C: where it stopped and how to go on."""
+    from mathreason.records import METRICS_FILE
+
+    step = 0
+    try:
+        lines = (run_dir / METRICS_FILE).read_text().splitlines()
+        step = json.loads(lines[-1]).get("step", 0) if lines else 0
+    except (OSError, ValueError):
+        pass
+    ckpts = sorted(run_dir.glob("checkpoints/**/checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    again = "run the same command again to "
+    if ckpts:
+        again += f"resume from {ckpts[-1].relative_to(run_dir)}"
+    else:
+        again += "start it over (no checkpoint yet; checkpoint.every_n_steps=N saves some)"
+    return f"interrupted at step {step}; {again} (run dir {run_dir})"

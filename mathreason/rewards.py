@@ -41,8 +41,11 @@ def _texts(completions) -> list[str]:
     return [completion_text(c) for c in completions]
 
 
-def correctness(prompts, completions, answer, answer_format, **kwargs) -> list[float]:
-    """1.0 if the ``<answer>`` content equals the gold answer, else 0.0."""
+def correctness(prompts, completions, answer, answer_format, log_extra=None, **kwargs) -> list[float]:
+    """1.0 if the ``<answer>`` content equals the gold answer, else 0.0. Under
+    TRL the gold answer becomes a column of the completions table."""
+    if log_extra is not None:
+        log_extra("gold", list(answer))
     return [
         1.0 if answers_match(extract_xml_answer(text), gold, fmt) else 0.0
         for text, gold, fmt in zip(_texts(completions), answer, answer_format, strict=True)

@@ -1,8 +1,8 @@
 """Entry point: ``python -m mathreason.run [overrides]``.
 
-Hydra composes ``conf/`` (model, data, method, reward, group_size, logger,
-experiment), the config is validated (``mathreason.schema``) before anything
-heavy is imported, then the job runs (``mathreason.job``). ``--help`` and
+Hydra composes ``conf/`` (config groups model, data, method, reward, logger,
+experiment; the group size is one key, ``group_size``), the config is
+validated (``mathreason.schema``) before anything heavy is imported, then the job runs (``mathreason.job``). ``--help`` and
 ``--cfg job`` never import torch.
 """
 

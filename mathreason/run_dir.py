@@ -26,14 +26,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mathreason.errors import UserError
+from mathreason.records import LOCK_FILE, LOG_FILE, NEUTRAL_KEYS, STATE_FILE
 
-STATE_FILE = "run.json"
-LOCK_FILE = "run.lock"
 # What a run dir may hold before a run claims it: a run's files, or Hydra's
 # bookkeeping left by a run that failed before it wrote run.json.
-HYDRA_FILES = {STATE_FILE, LOCK_FILE, ".hydra", "run.log"}
-# Keys that may change between a run and its resumption without changing results.
-NEUTRAL_KEYS = ("logger", "cache_dir", "threads", "experiment_name", "device")
+HYDRA_FILES = {STATE_FILE, LOCK_FILE, ".hydra", LOG_FILE}
 
 
 def comparable_config(cfg: DictConfig) -> dict:

@@ -97,11 +97,6 @@ class RewardCfg:
 
 
 @dataclass
-class GroupSizeCfg:
-    num_generations: int = MISSING
-
-
-@dataclass
 class LoggerCfg:
     name: str = "none"
     project: str | None = None
@@ -207,10 +202,11 @@ class RootCfg:
     device: str = "auto"
     threads: int | None = None
     experiment_name: str = "default"
+    verbose: bool = False
     model: ModelCfg = field(default_factory=ModelCfg)
     data: DataCfg = field(default_factory=DataCfg)
     reward: RewardCfg = field(default_factory=RewardCfg)
-    group_size: GroupSizeCfg = field(default_factory=GroupSizeCfg)
+    group_size: int = MISSING
     logger: LoggerCfg = field(default_factory=LoggerCfg)
     geometry: GeometryCfg = field(default_factory=GeometryCfg)
     eval: EvalCfg = field(default_factory=EvalCfg)
@@ -373,7 +369,7 @@ def _validate(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         raise UserError(f"{check.shown('model.id', typed.model.id)}: model={typed.model.name} builds its own weights "
                         "(model.tiny); to load another model choose a model config that has none, "
                         "e.g. model=qwen2.5-0.5b-instruct model.id=...")
-    _at_least("group_size.num_generations", typed.group_size.num_generations, 2)
+    _at_least("group_size", typed.group_size, 2)
     check.finite()
     check.ranges()
     check.no_effect()

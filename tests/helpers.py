@@ -20,10 +20,9 @@ def compose(overrides: list[str] | None = None):
     from hydra import initialize_config_dir
 
     import mathreason.run  # noqa: F401  (registers the mr_slug resolver)
-    from mathreason.cli import quote_group_choices
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=quote_group_choices(overrides or []), return_hydra_config=True)
+        return hydra_compose(config_name="config", overrides=overrides or [], return_hydra_config=True)
 
 
 def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:

@@ -21,8 +21,8 @@ CASES = [
     ("unknown-key", ["foo=1"], {}, "foo"),
     ("unknown-nested-key", ["grpo.betta=0.1"], {}, "grpo.betta"),
     ("wrong-type", ["eval.max_new_tokens=lots"], {}, "eval.max_new_tokens"),
-    ("group-size-below-2", ["group_size.num_generations=1"], {}, "group_size.num_generations"),
-    ("missing-group-option", ["group_size=3"], {}, "group_size"),
+    ("group-size-below-2", ["group_size=1"], {}, "group_size=1"),
+    ("group-size-not-a-number", ["group_size=two"], {}, "group_size"),
     ("batch-not-divisible", ["group_size=16", "geometry.rollouts_per_step=60"], {}, "geometry.rollouts_per_step"),
     ("reward-weights-count", ["+grpo.extra.reward_weights=[1.0,2.0]"], {}, "grpo.extra.reward_weights"),
     ("unknown-reward", ["+reward.functions.made_up=1.0"], {}, "reward.functions.made_up"),
@@ -57,7 +57,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, overrides, fi
 
 
 def test_debug_mode_shows_the_traceback(tmp_path):
-    out = run_cli(["group_size.num_generations=1", "logger=none"], cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
+    out = run_cli(["group_size=1", "logger=none"], cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
     assert out.returncode != 0 and "Traceback" in out.stderr
 
 

@@ -66,6 +66,7 @@ def test_grpo_geometry_and_advantages_from_the_trainer(tmp_path, cache_dir, grou
         assert len(groups) == prompts
         for g in groups:
             assert g["prompt"].map(str).nunique() == 1  # one prompt per group
+            assert g["gold"].nunique() == 1  # the gold answer rides along (rewards.correctness' log_extra)
         if group != 2:
             continue
         reward_cols = [c for c in frame.columns if c in ("correctness", "strict_format", "soft_format", "integer", "xmlcount")]

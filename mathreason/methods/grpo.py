@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from mathreason.console import phase, quiet_trainer
 from mathreason.geometry import plan_geometry
 from mathreason.methods.common import (
     RunContext,
     common_training_args,
     make_eval_callback,
     prepare_resume,
+    record_effective,
     summarize,
+    trl_config,
     with_telemetry,
 )
 
@@ -31,8 +34,8 @@ def grpo_args(ctx: RunContext, geo) -> dict[str, Any]:
         gradient_accumulation_steps=geo.grad_accum,
         max_steps=geo.steps,
         reward_weights=[float(w) for w in cfg.reward.functions.values()],
-        num_completions_to_print=0,
     )
+    args.setdefault("num_completions_to_print", 0)  # sample completions in the terminal only when asked
     if cfg.rollout.engine == "vllm":
         args.update(
             use_vllm=True,
@@ -54,13 +57,17 @@ def run(ctx: RunContext) -> dict[str, Any]:
 
     cfg = ctx.cfg
     geo = plan_geometry(cfg, n_train_prompts=len(ctx.train_rows))
+    args = trl_config(GRPOConfig, grpo_args(ctx, geo), "grpo")  # TRL's own checks, before the model loads
+    record_effective(ctx, {"learning_rate": geo.learning_rate, "configured/grpo.learning_rate": cfg.grpo.learning_rate,
+                           **{k: v for k, v in geo.__dict__.items() if k != "learning_rate"}})
+    phase("loading model", cfg.model.name)
     model, tokenizer, peft_config = load_model_and_tokenizer(cfg.model, cfg.cache_dir, ctx.device, cfg.seed)
     telemetry = Telemetry(ctx.run_dir, ctx.device, rollouts_per_step=geo.rollouts_per_step)
     checkpoint = prepare_resume(ctx, telemetry)
     funcs, _weights = build_reward_funcs(cfg.reward.functions)
     trainer = with_telemetry(GRPOTrainer)(
         model=model,
-        args=GRPOConfig(**grpo_args(ctx, geo)),
+        args=args,
         train_dataset=Dataset.from_list(ctx.train_rows),
         reward_funcs=funcs,
         processing_class=tokenizer,
@@ -69,6 +76,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
     trainer.telemetry = telemetry
     telemetry.pending.update({**geo.as_log(), **count_parameters(trainer.model)})
     trainer.add_callback(make_eval_callback(trainer, ctx))
+    quiet_trainer(trainer, "GRPO", cfg.verbose)
+    phase("training", f"GRPO, {geo.steps} steps x {geo.rollouts_per_step} rollouts "
+                      f"({geo.prompts_per_step} prompts x G={geo.group_size}), lr {geo.learning_rate:g}")
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(ctx.run_dir / "final"))
     return summarize(ctx, {**{f"geometry/{k}": v for k, v in geo.__dict__.items()}, **telemetry.train_totals})

@@ -24,11 +24,16 @@ def resolve_device(device: str) -> str:
 
 
 def model_source(model_cfg: Any, cache_dir: str | Path) -> str:
-    """Where from_pretrained reads: the hub id/path, or the tiny model built on first use."""
+    """Where from_pretrained reads: the hub id/path, the tiny model built on
+    first use, or a GGUF file (``model.gguf_file``) converted once to safetensors."""
     if model_cfg.tiny is not None:
         from mathreason.models.tiny import ensure_tiny_model
 
         return str(ensure_tiny_model(model_cfg.tiny, Path(cache_dir) / "tiny"))
+    if model_cfg.get("gguf_file"):
+        from mathreason.models.gguf import ensure_gguf_model
+
+        return str(ensure_gguf_model(model_cfg.gguf_file, Path(cache_dir) / "gguf"))
     return model_cfg.id
 
 
@@ -90,12 +95,27 @@ def load_model_and_tokenizer(model_cfg: Any, cache_dir: str | Path, device: str,
     if not model_cfg.load_in_4bit:
         model.to(device)
     peft_config = lora_config(model_cfg)
+    check_lora_targets(model, peft_config)
     if model_cfg.adapter_path is not None:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, model_cfg.adapter_path, is_trainable=True)
         peft_config = None  # the loaded adapter is trained further
     return model, tokenizer, peft_config
+
+
+def check_lora_targets(model, peft_config) -> None:
+    """Named LoRA target modules must exist in the model (PEFT would fail
+    later, inside the trainer, with a traceback)."""
+    targets = getattr(peft_config, "target_modules", None)
+    if not targets or isinstance(targets, str):
+        return  # "all-linear" or a regex: PEFT resolves it
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = sorted(set(targets) - names)
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
+        raise UserError(f"model.lora.target_modules: {', '.join(missing)} not in this model; "
+                        f"its linear layers: {', '.join(linear)} (or use all-linear)")
 
 
 def _load_unsloth(model_cfg: Any, seed: int):

@@ -33,6 +33,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from mathreason.console import phase
 from mathreason.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -295,6 +296,8 @@ def warm_start(model, tokenizer, spec: Mapping[str, Any], work_dir: str | Path):
     """SFT on generated problems (loss on the completion only). Returns the model."""
     from trl import SFTConfig, SFTTrainer
 
+    from mathreason.console import quiet_trainer
+
     s = resolve_spec(spec)
     sft = s["sft"]
     args = SFTConfig(
@@ -317,10 +320,12 @@ def warm_start(model, tokenizer, spec: Mapping[str, Any], work_dir: str | Path):
         disable_tqdm=False,
         seed=int(s["init_seed"]),
         dataloader_num_workers=0,
+        dataloader_pin_memory=False,  # CPU build
         gradient_checkpointing=False,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=warm_start_dataset(s),
                          processing_class=tokenizer)
+    quiet_trainer(trainer, "warm start (SFT)")
     trainer.train()
     return trainer.model
 
@@ -364,7 +369,7 @@ def ensure_tiny_model(spec: Mapping[str, Any] | None, cache_dir: str | Path) -> 
             return final
         limit_torch_threads()
         t0 = time.perf_counter()
-        log.info("building tiny model %s in %s", key, cache_dir)
+        phase("building the embedded tiny model", f"first use only, a few minutes on 2 cores; cached in {final}")
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=cache_dir))
         try:
             tokenizer = build_tokenizer()

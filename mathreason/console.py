@@ -1,0 +1,204 @@
+"""What a person sees in the terminal.
+
+One line per phase, one progress bar per long phase with the few numbers that
+matter in its postfix, one line per eval, and a summary table at the end. The
+full metric stream goes to ``metrics.jsonl`` and W&B, never to the terminal;
+``verbose=true`` gives TRL's own logging back.
+
+Lines go through the ``mathreason`` logger, so ``run.log`` (Hydra's file
+handler) holds the same lines with timestamps; the console handler writes
+with ``tqdm.write`` so an open progress bar is not torn.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+log = logging.getLogger("mathreason")
+
+# Postfix of the training bar: (log key, label, format). The first present wins per label.
+POSTFIX = (
+    ("reward", "reward", "{:.2f}"),
+    ("rewards/correctness/mean", "correct", "{:.0%}"),
+    ("rewards/margins", "margin", "{:.2f}"),
+    ("rewards/accuracies", "pref acc", "{:.0%}"),
+    ("loss", "loss", "{:.3f}"),
+    ("step_time", "s/step", "{:.1f}"),
+    ("cumulative_rollouts", "rollouts", "{:,.0f}"),
+)
+
+
+class TqdmHandler(logging.StreamHandler):
+    """Console handler that prints above an open tqdm bar instead of through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=self.stream or sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def phase(name: str, detail: str = "") -> None:
+    """Announce a phase of the run: ``▸ training — 16 steps x 64 rollouts``."""
+    log.info("▸ %s%s", name, f" — {detail}" if detail else "")
+
+
+class EvalLines:
+    """One line per held-out eval, with the change since the step-0 eval (the
+    baseline; a resumed run, which does not repeat it, shows no change)."""
+
+    def __init__(self) -> None:
+        self.baseline: float | None = None
+
+    def line(self, step: int, metrics: dict[str, Any], rollouts: float | None = None) -> str:
+        strict = metrics.get("eval_accuracy_strict", metrics.get("eval/accuracy_strict"))
+        if strict is None:
+            return ""
+        if step == 0:
+            self.baseline = strict
+        parts = [f"eval @ step {step}" + (f" ({rollouts:,.0f} rollouts)" if rollouts else "")]
+        if step == 0:
+            parts.append(f"strict {strict:.1%} (baseline)")
+        elif self.baseline is not None:
+            parts.append(f"strict {strict:.1%} ({100 * (strict - self.baseline):+.1f} pp vs baseline)")
+        else:
+            parts.append(f"strict {strict:.1%}")
+        for key, label in (("accuracy_lenient", "lenient"), ("format_rate", "format")):
+            value = metrics.get(f"eval_{key}", metrics.get(f"eval/{key}"))
+            if value is not None:
+                parts.append(f"{label} {value:.1%}")
+        for key, value in metrics.items():
+            if key.replace("/", "_").startswith(("eval_pass@", "eval_mean@")):
+                parts.append(f"{key.split('_', 1)[-1].split('/', 1)[-1]} {value:.1%}")
+        return " · ".join(parts)
+
+    def report(self, step: int, metrics: dict[str, Any], rollouts: float | None = None) -> None:
+        text = self.line(step, metrics, rollouts)
+        if text:
+            log.info(text)
+
+
+EVAL_LINES = EvalLines()  # one per process: the baseline is the run's first eval
+
+
+def make_progress_callback(desc: str):
+    """A transformers ``TrainerCallback``: one bar over the phase's steps whose
+    postfix shows the numbers in ``POSTFIX``; replaces transformers'
+    ``ProgressCallback`` (which prints every metric dict to the terminal)."""
+    from tqdm.auto import tqdm
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        bar = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=desc, unit="step",
+                                dynamic_ncols=True, leave=True)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.bar is None or not logs:
+                return
+            shown: dict[str, str] = {}
+            for key, label, fmt in POSTFIX:
+                value = logs.get(key, logs.get(f"train/{key}"))
+                if label not in shown and isinstance(value, (int, float)):
+                    shown[label] = fmt.format(value)
+            if shown:
+                self.bar.set_postfix(shown, refresh=True)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+    return Progress()
+
+
+def quiet_trainer(trainer, desc: str, verbose: bool = False):
+    """Console set-up for a TRL trainer: our progress bar instead of
+    transformers' metric-dict printer, unless ``verbose``."""
+    if verbose:
+        return trainer
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(make_progress_callback(desc))
+    _no_empty_completion_panel()
+    return trainer
+
+
+def _no_empty_completion_panel() -> None:
+    """TRL's GRPOTrainer prints a rich 'Step N' panel of sample completions on
+    every log, empty when ``num_completions_to_print=0``: skip the empty one
+    (``grpo.extra.num_completions_to_print=4`` shows four)."""
+    try:
+        import trl.trainer.grpo_trainer as grpo_trainer
+    except ImportError:
+        return
+    original = grpo_trainer.print_prompt_completions_sample
+    if getattr(original, "skips_empty", False):
+        return
+
+    def printer(*args, **kwargs):
+        count = args[5] if len(args) > 5 else kwargs.get("num_samples")
+        if count != 0:
+            original(*args, **kwargs)
+
+    printer.skips_empty = True
+    grpo_trainer.print_prompt_completions_sample = printer
+
+
+def quiet_libraries(verbose: bool = False) -> None:
+    """Hugging Face's own per-operation bars (dataset maps, shard writing) are
+    noise next to the phase bars; ``verbose`` keeps them."""
+    if verbose:
+        return
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """The end-of-run table as text (the console and run.log print the same)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{summary.get('method')} — held-out accuracy", title_justify="left")
+    for name, justify in (("", "left"), ("strict", "right"), ("lenient", "right"), ("format", "right")):
+        table.add_column(name, justify=justify)
+    for tag, label in (("baseline", "before training"), ("final", "after training")):
+        if summary.get(f"{tag}/accuracy_strict") is not None:
+            table.add_row(label, *(f"{summary[f'{tag}/{k}']:.1%}" if summary.get(f"{tag}/{k}") is not None else "–"
+                                   for k in ("accuracy_strict", "accuracy_lenient", "format_rate")))
+    console = Console(width=100, record=True, file=_Null())
+    console.print(table)
+    lines = [console.export_text().rstrip()]
+    facts = [
+        ("wall-clock", summary.get("wall_clock_s"), lambda v: f"{v:,.0f} s"),
+        ("rollouts", summary.get("cumulative_rollouts"), lambda v: f"{v:,.0f}"),
+        ("peak memory", summary.get("peak_memory_mb"), lambda v: f"{v:,.0f} MB"),
+        ("run dir", summary.get("run_dir"), str),
+        ("W&B", summary.get("wandb"), str),
+    ]
+    lines += [f"{name:>12}: {fmt(value)}" for name, value, fmt in facts if value not in (None, "")]
+    return "\n".join(lines)
+
+
+class _Null:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
