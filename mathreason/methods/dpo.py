@@ -19,12 +19,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from mathreason.console import phase, quiet_trainer
 from mathreason.errors import UserError
 from mathreason.methods.common import (
     RunContext,
     common_training_args,
     make_eval_callback,
     summarize,
+    trl_config,
     with_telemetry,
 )
 
@@ -281,7 +283,6 @@ def run(ctx: RunContext) -> dict[str, Any]:
     are reused, the round in progress reuses its mined pairs and resumes from
     its last complete checkpoint (``checkpoint.every_n_steps``) or restarts."""
     from datasets import Dataset
-    from peft import PeftModel
     from trl import DPOConfig, DPOTrainer
 
     from mathreason.methods.common import find_checkpoint
@@ -298,7 +299,10 @@ def run(ctx: RunContext) -> dict[str, Any]:
     all_stats = [d["stats"] for d in done]
     first = len(done) + 1
     if first <= rounds:
+        trl_config(DPOConfig, dpo_args(ctx, first), "dpo")  # TRL's own checks, before the model loads
+        phase("loading model", cfg.model.name)
         model, tokenizer, peft_config = load_model_and_tokenizer(cfg.model, cfg.cache_dir, ctx.device, cfg.seed)
+        reference = frozen_reference(model, peft_config)
         if done:
             model = _load_round_model(model, ctx.run_dir / done[-1]["model"], ctx.device)
             _load_rng(round_dir(ctx, done[-1]["round"]) / "rng_state.pth")
@@ -325,6 +329,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
             stats = {"questions": None, "samples": 0, "pairs": len(pairs), "reused": str(cfg.dpo.pairs_path)}
             save_pairs(pair_file, pairs, stats)
         else:
+            phase(f"round {round_no}/{rounds}: mining pairs", f"{cfg.dpo.mining.samples_per_question} samples per question")
             pairs, stats = mine_pairs(model, tokenizer, mining_rows(ctx, round_no), ctx, round_no)
             save_pairs(pair_file, pairs, stats)
         all_stats.append(stats)
@@ -340,22 +345,21 @@ def run(ctx: RunContext) -> dict[str, Any]:
             telemetry.pending.update({f"mining/{k}": v for k, v in stats.items() if isinstance(v, (int, float))})
             telemetry.pending["mining/round"] = round_no
         telemetry.constant["cumulative_rollouts"] = sampled
-        is_peft = isinstance(model, PeftModel) or peft_config is not None
-        ref_model = None if is_peft or cfg.dpo.precompute_ref_log_probs else copy.deepcopy(model).eval()
         trainer = with_telemetry(DPOTrainer)(
             model=model,
-            ref_model=ref_model,
-            args=DPOConfig(**dpo_args(ctx, round_no)),
+            ref_model=reference,
+            args=trl_config(DPOConfig, dpo_args(ctx, round_no), "dpo"),
             train_dataset=Dataset.from_list([{k: p[k] for k in PAIR_FIELDS} for p in pairs]),
             processing_class=tokenizer,
             peft_config=peft_config if round_no == 1 else None,
         )
         trainer.telemetry = telemetry
         trainer.add_callback(make_eval_callback(trainer, ctx))
+        quiet_trainer(trainer, f"DPO round {round_no}/{rounds}", cfg.verbose)
+        phase(f"round {round_no}/{rounds}: training", f"{len(pairs)} pairs, {cfg.dpo.epochs:g} epochs")
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         model = trainer.model
         telemetry.step_offset += trainer.state.global_step
-        del ref_model
         _finish_round(ctx, trainer, round_no, sampled, telemetry, stats)
     mined = [s for s in all_stats if s.get("questions")]
     extra = {"dpo/rounds": len(all_stats), "dpo/pairs": sum(s["pairs"] for s in all_stats)}
@@ -363,6 +367,20 @@ def run(ctx: RunContext) -> dict[str, Any]:
         extra["dpo/mean_yield"] = sum(s["yield"] for s in mined) / len(mined)
     extra["dpo/steps_per_round"] = math.ceil(telemetry.step_offset / max(1, len(all_stats)))
     return summarize(ctx, {**extra, **telemetry.train_totals})
+
+
+def frozen_reference(model, peft_config):
+    """The reference of every DPO round: the frozen starting policy, for full
+    fine-tuning and LoRA alike. A new LoRA adapter needs no copy (TRL disables
+    the adapter, which gives the starting policy); a run that starts from a
+    saved adapter or trains the full model keeps a frozen copy."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):  # disabling a loaded adapter would give the base model, not the start
+        return copy.deepcopy(model).merge_and_unload().eval()
+    if peft_config is None:
+        return copy.deepcopy(model).eval()
+    return None
 
 
 def _finish_round(ctx: RunContext, trainer, round_no: int, sampled: int, telemetry, stats: dict) -> None:
