@@ -1,6 +1,6 @@
 """Entry point: ``python -m mathreason.run [overrides]``.
 
-Hydra composes ``conf/`` (config groups model, data, method, reward, logger,
+Hydra composes ``mathreason/conf/`` (config groups model, data, method, reward, logger,
 experiment; the group size is one key, ``group_size``), the config is
 validated (``mathreason.schema``) before anything heavy is imported, then the job runs (``mathreason.job``). ``--help`` and
 ``--cfg job`` never import torch.
@@ -28,7 +28,7 @@ def slug(override_dirname: str) -> str:
 OmegaConf.register_new_resolver("mr_slug", slug, replace=True)
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig):
     from mathreason.job import run_job
 

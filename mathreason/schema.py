@@ -1,6 +1,6 @@
 """The typed schema of the composed config, checked before anything heavy runs.
 
-The YAML under ``conf/`` is primary; these dataclasses only say which keys
+The YAML under ``mathreason/conf/`` is primary; these dataclasses only say which keys
 exist, their types and what values are allowed (verl-style). ``validate``
 turns the first problem it finds into a one-line :class:`UserError` that names
 the key. No torch import here: ``--help`` and ``--cfg job`` stay fast.

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
-CONF = ROOT / "conf"
+CONF = ROOT / "mathreason" / "conf"
 
 
 def compose(overrides: list[str] | None = None):

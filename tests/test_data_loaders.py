@@ -14,7 +14,7 @@ from mathreason.data.prompts import build_prompt
 from mathreason.errors import UserError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
+CONF = Path(__file__).resolve().parents[1] / "mathreason" / "conf" / "data"
 ROW_KEYS = {"prompt", "question", "answer", "answer_format", "solution"}
 CFG_KEYS = {
     "name", "hub_id", "hub_config", "train_split", "eval_split", "path", "train_path",

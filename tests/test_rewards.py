@@ -19,7 +19,7 @@ from mathreason.rewards import (
     xmlcount,
 )
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "reward"
+CONF = Path(__file__).resolve().parents[1] / "mathreason" / "conf" / "reward"
 NAMES = ["correctness", "strict_format", "soft_format", "integer", "xmlcount"]
 SEED = {"correctness": 2.0, "strict_format": 0.5, "soft_format": 0.5, "integer": 0.5, "xmlcount": 1.0}
 

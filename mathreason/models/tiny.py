@@ -14,7 +14,7 @@ exactly like a hub model. Nothing is downloaded:
    loss) so the model knows the format and some arithmetic, leaving room for RL;
 4. saved atomically under ``cache_dir/<hash of spec>`` behind a file lock.
 
-``spec`` is the ``tiny:`` section of ``conf/model/tiny.yaml``.
+``spec`` is the ``tiny:`` section of ``mathreason/conf/model/tiny.yaml``.
 """
 
 from __future__ import annotations
