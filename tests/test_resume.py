@@ -488,15 +488,8 @@ DPO_KEYS = ("train/loss", "train/rewards/margins", "train/mining/pairs", "train/
 
 
 def dpo_round_checkpoints(cwd: Path, round_no: int) -> list[int]:
-    """Steps of round ``round_no``'s complete checkpoints (trainer_state.json is written last)."""
-    steps = []
-    for path in (cwd / "outputs" / "runs").glob(f"*/checkpoints/round_{round_no}/checkpoint-*/trainer_state.json"):
-        try:
-            json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        steps.append(int(path.parent.name.split("-")[1]))
-    return sorted(steps)
+    """Steps of round ``round_no``'s complete checkpoints."""
+    return complete_checkpoints(cwd / "outputs" / "runs", f"*/checkpoints/round_{round_no}/checkpoint-*")
 
 
 @pytest.mark.slow

@@ -50,10 +50,10 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(p.parent for p in sweep_dir.glob("*/run.json"))
 
 
-def complete_checkpoints(run_dir: Path) -> list[int]:
+def complete_checkpoints(run_dir: Path, pattern: str = "checkpoints/checkpoint-*") -> list[int]:
     """Steps of the checkpoints whose trainer_state.json (written last) is complete."""
     steps = []
-    for path in (run_dir / "checkpoints").glob("checkpoint-*/trainer_state.json"):
+    for path in run_dir.glob(f"{pattern}/trainer_state.json"):
         try:
             json.loads(path.read_text())
         except (OSError, ValueError):
