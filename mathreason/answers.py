@@ -374,6 +374,23 @@ def _verify(gold_parsed, pred_parsed) -> bool:
         return False
 
 
+MAX_NESTING = 8  # brackets inside brackets: deeper is no final answer, and costs sympy seconds
+_TOWER = re.compile(r"\^\s*(?:\{[^{}]*\^|[\w.]+\s*\^)")  # a power of a power (9^{9^{9}})
+
+
+def _costly(value: str) -> bool:
+    """A value sympy would spend seconds on: nesting deeper than MAX_NESTING,
+    or a power tower. Such a value is not scored (0), never sent to math-verify."""
+    depth = deepest = 0
+    for char in value:
+        if char in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]}":
+            depth -= 1
+    return deepest > MAX_NESTING or bool(_TOWER.search(value))
+
+
 @lru_cache(maxsize=4096)  # a group of rollouts repeats answers; eval scores strict and lenient
 def _latex_match(value: str, gold: str) -> bool:
     """math-verify equivalence of one stated value (or a set of them) with the gold."""
@@ -381,6 +398,8 @@ def _latex_match(value: str, gold: str) -> bool:
     if not gold_parsed:
         return False
     value = re.sub(r"(?<!\\)\$", "", value)  # a currency sign ("$18"): math delimiters are gone
+    if _costly(value):
+        return False
     pred_parsed = _math_verify_parse(f"${value}$")
     if _verify(gold_parsed, pred_parsed):
         return True

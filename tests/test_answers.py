@@ -509,3 +509,24 @@ def test_aime24_golds_match_their_solutions():
     # id 60's solution has no \boxed{} and ends with the signature "-sepehr2010".
     assert mismatched == [60]
     assert parse_gold(next(r for r in rows if r["id"] == 75)["answer"], "number") == "73"  # stored as "073"
+
+
+@pytest.mark.parametrize("answer", ["(" * 20 + "5" + ")" * 20, "\\frac{1}{" * 20 + "2" + "}" * 20, "9^{9^{9}}",
+                                    "2^2^2"])
+def test_answers_sympy_would_take_seconds_on_are_not_sent_to_math_verify(answer, monkeypatch):
+    """Deep nesting and power towers are no final answer: scored 0 without
+    calling math-verify (which would spend its whole timeout on them)."""
+    import mathreason.answers as answers
+
+    parse, parsed = answers._math_verify_parse, []
+    monkeypatch.setattr(answers, "_math_verify_parse", lambda text: parsed.append(text) or parse(text))
+    answers._latex_match.cache_clear()
+    assert answers.answers_match(answer, "5", "latex") is False
+    assert not [text for text in parsed if answer in text], parsed
+
+
+@pytest.mark.parametrize(("answer", "gold"), [("2^{10}", "1024"), ("x^2 + 1", "x^2+1"), ("((3))", "3")])
+def test_ordinary_powers_and_brackets_still_score(answer, gold):
+    from mathreason.answers import answers_match
+
+    assert answers_match(answer, gold, "latex")
