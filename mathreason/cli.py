@@ -41,7 +41,11 @@ def suggest(key: str) -> str:
     """'; did you mean X?' for a mistyped key, else ''."""
     import difflib
 
-    close = difflib.get_close_matches(key, known_keys(), n=1, cutoff=0.75)
+    keys = known_keys()
+    if key in keys:  # a real key whose section this composition lacks (grpo.* under method=eval)
+        section = key.split(".")[0]
+        return f"; the {section} section comes with method={section}" if section in ("grpo", "dpo") else ""
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.75)
     return f"; did you mean {close[0]}?" if close else ""
 
 
@@ -52,7 +56,8 @@ def one_line(err: BaseException) -> str:
     unknown = _UNKNOWN_KEY.search(text)
     if unknown:
         key = unknown[1] or unknown[2]
-        return f"{key}: unknown key{suggest(key)}"
+        known = key in known_keys()
+        return f"{key}: {'not in this composition' if known else 'unknown key'}{suggest(key)}"
     text = re.sub(r"\s*\n\s*", "; ", text.strip())
     text = re.sub(r"(; )+", "; ", text).replace("\t", " ")
     text = " ".join(text.split()).replace(":; ", ": ").rstrip(";")

@@ -85,6 +85,8 @@ MORE_CASES = [
     ("typo-suggests-key", ["grpo.learnig_rate=1e-5"], {}, {}, "did you mean grpo.learning_rate?"),
     ("typo-in-group", ["modle=tiny"], {}, {}, "did you mean model?"),
     ("typo-nested", ["eval.max_new_token=8"], {}, {}, "did you mean eval.max_new_tokens?"),
+    ("other-methods-key", ["method=eval", "grpo.max_completion_length=8"], {}, {},
+     "grpo.max_completion_length: not in this composition; the grpo section comes with method=grpo"),
     ("empty-cache-dir", [], {}, {"MATHREASON_CACHE_DIR": ""}, "cache_dir is empty"),
     ("seed-negative", ["seed=-1"], {}, {}, "seed=-1"),
     ("eval-temperature-greedy", ["eval.temperature=0.5"], {}, {}, "eval.num_samples=1"),
