@@ -190,3 +190,16 @@ def test_a_sweep_job_that_fails_on_its_data_records_the_line(tmp_path):
     assert len(states) == 2, out.stderr[-2000:]
     for state in states:
         assert state["status"] == "failed" and "bad.jsonl:2" in state["error"], state
+
+
+def test_lora_target_module_the_model_lacks_is_one_line(tmp_path, cache_dir):
+    """PEFT would fail inside the trainer with a traceback; the loader names the key and the model's layers."""
+    out = run_cli(["model.lora.enabled=true", "model.lora.target_modules=[q_proj,not_a_layer]", "logger=none",
+                   f"cache_dir={cache_dir}", f"hydra.run.dir={tmp_path}/run", "geometry.max_steps=1"],
+                  cwd=tmp_path, timeout=1200)  # 1200: a cold cache builds the tiny model first
+    assert out.returncode == 2, out.stderr[-2000:]
+    line = out.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: model.lora.target_modules: not_a_layer not in this model"), line
+    assert "Traceback" not in out.stderr
+    state = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert state["status"] == "failed" and "not_a_layer" in state["error"]
