@@ -76,7 +76,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    overrides = list(hydra_cfg.overrides.task)
+    overrides = scrub_secrets(list(hydra_cfg.overrides.task))  # an override may interpolate a secret
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     typed = None
     try:

@@ -103,7 +103,8 @@ def test_offline_wandb_history_matches_metrics_file(offline_run):
     assert run["project"] == "mathreason"
     assert run["run_group"] == "default"  # ${experiment_name}
     assert run["job_type"] == "grpo"
-    assert run["tags"] == ["grpo", "tiny", "arith", "g2"]  # method, model, data, arm
+    # the two secret tags (interpolated from the environment) redacted; then method, model, data, arm
+    assert run["tags"] == ["***", "***", "grpo", "tiny", "arith", "g2"]
     assert run["display_name"].startswith("method=grpo,group_size=2,")
 
     # The resolved config, the same as the run dir's config.yaml, plus the overrides.

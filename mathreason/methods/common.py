@@ -223,10 +223,21 @@ def prepare_resume(ctx: RunContext, telemetry: Telemetry) -> str | None:
     return ckpt
 
 
+def train_with_evals(trainer, ctx: RunContext, resume_from_checkpoint: str | None) -> None:
+    """``trainer.train()`` with held-out evals: the baseline (step 0) before
+    it, so TRL's ``train_runtime`` times training, not the baseline eval;
+    every ``eval.every_n_steps`` and at the last step inside it."""
+    callback = make_eval_callback(trainer, ctx)
+    trainer.add_callback(callback)
+    if resume_from_checkpoint is None and trainer.telemetry.step_offset == 0:
+        trainer.log(callback.evaluate(0))
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+
+
 def make_eval_callback(trainer, ctx: RunContext):
-    """Evaluate at step 0 (the baseline), every ``eval.every_n_steps`` and at
-    the last step; results ride along with the trainer's next log record.
-    Steps count from ``telemetry.step_offset`` (DPO rounds continue the axis)."""
+    """Evaluate every ``eval.every_n_steps`` and at the last step; results ride
+    along with the trainer's next log record. Steps count from
+    ``telemetry.step_offset`` (DPO rounds continue the axis)."""
     from transformers import TrainerCallback
 
     from mathreason.console import EVAL_LINES
@@ -236,7 +247,7 @@ def make_eval_callback(trainer, ctx: RunContext):
     telemetry = trainer.telemetry
 
     class EvalDuringTraining(TrainerCallback):
-        def _evaluate(self, step: int) -> dict:
+        def evaluate(self, step: int) -> dict:
             model = trainer.accelerator.unwrap_model(trainer.model)
             metrics = evaluate(model, trainer.processing_class, ctx.eval_rows, ctx.cfg.eval, step=step,
                                out_dir=ctx.run_dir)
@@ -244,14 +255,10 @@ def make_eval_callback(trainer, ctx: RunContext):
             EVAL_LINES.report(step, metrics, rollouts)
             return metrics
 
-        def on_train_begin(self, args, state, control, **kwargs):
-            if state.global_step == 0 and telemetry.step_offset == 0:
-                trainer.log(self._evaluate(0))
-
         def on_step_end(self, args, state, control, **kwargs):
             step = telemetry.step_offset + state.global_step
             if (every and step % every == 0) or state.global_step >= state.max_steps:
-                telemetry.pending.update(self._evaluate(step))
+                telemetry.pending.update(self.evaluate(step))
                 control.should_log = True
 
     return EvalDuringTraining()

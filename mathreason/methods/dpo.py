@@ -24,8 +24,8 @@ from mathreason.errors import UserError
 from mathreason.methods.common import (
     RunContext,
     common_training_args,
-    make_eval_callback,
     summarize,
+    train_with_evals,
     trl_config,
     with_telemetry,
 )
@@ -354,10 +354,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
             peft_config=peft_config if round_no == 1 else None,
         )
         trainer.telemetry = telemetry
-        trainer.add_callback(make_eval_callback(trainer, ctx))
         quiet_trainer(trainer, f"DPO round {round_no}/{rounds}", cfg.verbose)
         phase(f"round {round_no}/{rounds}: training", f"{len(pairs)} pairs, {cfg.dpo.epochs:g} epochs")
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        train_with_evals(trainer, ctx, str(resume_from) if resume_from else None)
         model = trainer.model
         telemetry.step_offset += trainer.state.global_step
         _finish_round(ctx, trainer, round_no, sampled, telemetry, stats)

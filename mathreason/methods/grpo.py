@@ -14,10 +14,10 @@ from mathreason.geometry import plan_geometry
 from mathreason.methods.common import (
     RunContext,
     common_training_args,
-    make_eval_callback,
     prepare_resume,
     record_effective,
     summarize,
+    train_with_evals,
     trl_config,
     with_telemetry,
 )
@@ -75,10 +75,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
     )
     trainer.telemetry = telemetry
     telemetry.pending.update({**geo.as_log(), **count_parameters(trainer.model)})
-    trainer.add_callback(make_eval_callback(trainer, ctx))
     quiet_trainer(trainer, "GRPO", cfg.verbose)
     phase("training", f"GRPO, {geo.steps} steps x {geo.rollouts_per_step} rollouts "
                       f"({geo.prompts_per_step} prompts x G={geo.group_size}), lr {geo.learning_rate:g}")
-    trainer.train(resume_from_checkpoint=checkpoint)
+    train_with_evals(trainer, ctx, checkpoint)
     trainer.save_model(str(ctx.run_dir / "final"))
     return summarize(ctx, {**{f"geometry/{k}": v for k, v in geo.__dict__.items()}, **telemetry.train_totals})
