@@ -307,7 +307,7 @@ def test_slurm_preemption_and_requeue_resume(tmp_path, cache_dir):
 
     for num, run_dir in run_dirs.items():
         log = (run_dir / "run.log").read_text()
-        assert log.count("(new, device=") == 1 and log.count("(resuming, device=") == 1, log
+        assert log.count(" (new, ") == 1 and log.count(" (resuming, ") == 1, log
         # from the checkpoint seen when the signal was sent or a later one (a
         # requeued job trains on for up to KillWait after the SIGTERM submitit ignores)
         (step,) = resumed_from(log)
