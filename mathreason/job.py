@@ -139,6 +139,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     finally:
         release(run_dir)
     summary["run_dir"] = str(run_dir)
+    summary["wandb"] = wandb_location(ctx.wandb_mode)
     write_state(run_dir, status="done", summary=summary, finished=time.time())
     finish_wandb(summary)
     print_summary(summary)
@@ -152,6 +153,16 @@ def _user_error(err: Exception, multirun: bool) -> dict:
         raise err
     fail(err)
     return {}
+
+
+def wandb_location(mode: str) -> str | None:
+    """The W&B run's URL (online) or its offline folder (upload with `wandb sync`)."""
+    import sys
+
+    run = getattr(sys.modules.get("wandb"), "run", None)
+    if run is None or mode == "disabled":
+        return None
+    return run.url if mode == "online" else str(Path(run.dir).parent)
 
 
 def print_summary(summary: dict[str, Any]) -> None:
