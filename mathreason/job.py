@@ -20,7 +20,16 @@ from mathreason.cli import fail, one_line
 from mathreason.console import EVAL_LINES, phase, quiet_libraries
 from mathreason.errors import Interrupted, UserError
 from mathreason.records import CONFIG_FILE
-from mathreason.run_dir import check_reuse, claim, comparable_config, read_state, release, remove_created, write_state
+from mathreason.run_dir import (
+    check_reuse,
+    claim,
+    comparable_config,
+    read_state,
+    release,
+    remove_created,
+    slug,
+    write_state,
+)
 
 log = logging.getLogger("mathreason")
 
@@ -68,9 +77,8 @@ def setup_torch(cfg: DictConfig) -> str:
 
 def run_job(cfg: DictConfig) -> dict[str, Any]:
     from mathreason.errors import NumericFault
-    from mathreason.methods import get_method
+    from mathreason.methods import METHODS
     from mathreason.methods.common import RunContext
-    from mathreason.run import slug
     from mathreason.schema import preflight, validate
     from mathreason.telemetry import finish_wandb, init_wandb, scrub_secrets
 
@@ -116,7 +124,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         phase("run", f"{typed.method} on {typed.model.name} / {typed.data.name}, {run_dir} "
                      f"({'resuming' if ctx.resume else 'new'}, {device}, W&B {ctx.wandb_mode})")
         EVAL_LINES.baseline = None  # a sweep runs several jobs in one process
-        summary = get_method(typed.method)(ctx)
+        summary = METHODS[typed.method](ctx)
     except (UserError, NumericFault) as err:
         write_state(run_dir, status="failed", error=one_line(err))
         finish_wandb()

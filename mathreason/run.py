@@ -2,28 +2,17 @@
 
 Hydra composes ``mathreason/conf/`` (config groups model, data, method, reward, logger,
 experiment; the group size is one key, ``group_size``), the config is
-validated (``mathreason.schema``) before anything heavy is imported, then the job runs (``mathreason.job``). ``--help`` and
-``--cfg job`` never import torch.
+validated (``mathreason.schema``) before anything heavy is imported, then
+the job runs (``mathreason.job``). ``--help`` and ``--cfg job`` never import
+torch.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-
-def slug(override_dirname: str) -> str:
-    """A run directory name from the command-line overrides ('default' for none)."""
-    if not override_dirname:
-        return "default"
-    name = re.sub(r"[^A-Za-z0-9=,._+-]+", "_", override_dirname.replace("'", "").replace('"', ""))
-    if len(name) > 120:
-        name = name[:100] + "-" + hashlib.sha1(name.encode()).hexdigest()[:8]
-    return name
-
+from mathreason.run_dir import slug
 
 OmegaConf.register_new_resolver("mr_slug", slug, replace=True)
 

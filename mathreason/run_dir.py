@@ -14,8 +14,10 @@ removes only what it created itself.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -31,6 +33,16 @@ from mathreason.records import LOCK_FILE, LOG_FILE, NEUTRAL_KEYS, STATE_FILE
 # What a run dir may hold before a run claims it: a run's files, or Hydra's
 # bookkeeping left by a run that failed before it wrote run.json.
 HYDRA_FILES = {STATE_FILE, LOCK_FILE, ".hydra", LOG_FILE}
+
+
+def slug(override_dirname: str) -> str:
+    """A run directory name from the command-line overrides ('default' for none)."""
+    if not override_dirname:
+        return "default"
+    name = re.sub(r"[^A-Za-z0-9=,._+-]+", "_", override_dirname.replace("'", "").replace('"', ""))
+    if len(name) > 120:
+        name = name[:100] + "-" + hashlib.sha1(name.encode()).hexdigest()[:8]
+    return name
 
 
 def comparable_config(cfg: DictConfig) -> dict:

@@ -1,9 +1,7 @@
-"""One module per method; each has ``run(ctx) -> summary``."""
+"""The methods, by the name ``method=`` selects: each is ``run(ctx) -> summary``.
+Their modules import TRL and torch only inside ``run``."""
 
-import importlib
+from mathreason.methods import dpo, grpo
+from mathreason.methods import eval as evaluate_only
 
-METHOD_MODULES = {"grpo": "mathreason.methods.grpo", "dpo": "mathreason.methods.dpo", "eval": "mathreason.methods.eval"}
-
-
-def get_method(name: str):
-    return importlib.import_module(METHOD_MODULES[name]).run
+METHODS = {"grpo": grpo.run, "dpo": dpo.run, "eval": evaluate_only.run}
