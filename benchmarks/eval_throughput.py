@@ -24,14 +24,15 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=os.environ.get("MATHREASON_CACHE_DIR", str(Path.home() / ".cache/mathreason")))
     args = parser.parse_args()
 
+    from hydra import compose, initialize_config_module
+
     from mathreason.data.loaders import load_split
     from mathreason.evaluation import evaluate
     from mathreason.models.load import load_model_and_tokenizer
 
-    conf = ROOT / "conf"
-    data_cfg = OmegaConf.merge(OmegaConf.load(conf / "data" / "gsm8k.yaml"), {"path": args.data})
-    model_cfg = OmegaConf.merge(OmegaConf.structured(__import__("mathreason.schema").schema.ModelCfg),
-                                OmegaConf.load(conf / "model" / "tiny.yaml"))
+    with initialize_config_module("mathreason.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["data=gsm8k", f"data.path={args.data}"])
+    data_cfg, model_cfg = cfg.data, cfg.model
     eval_cfg = OmegaConf.create({"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
                                  "num_samples": 1, "temperature": 1.0, "save_samples": False})
     t0 = time.perf_counter()

@@ -1,7 +1,9 @@
 """The typed schema of the composed config, checked before anything heavy runs.
 
-The YAML under ``mathreason/conf/`` is primary; these dataclasses only say which keys
-exist, their types and what values are allowed (verl-style). ``validate``
+The YAML under ``mathreason/conf/`` is primary and holds every value; these
+dataclasses hold none (every field is MISSING or a nested section): they only
+say which keys exist, their types and, below, what values are allowed
+(verl-style). A key the YAML leaves without a value fails validation. ``validate``
 turns the first problem it finds into a one-line :class:`UserError` that names
 the key. No torch import here: ``--help`` and ``--cfg job`` stay fast.
 """
@@ -44,165 +46,165 @@ GRPO_DERIVED = {
 
 @dataclass
 class LoraCfg:
-    enabled: bool = False
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.0
-    target_modules: Any = "all-linear"
+    enabled: bool = MISSING
+    r: int = MISSING
+    alpha: int = MISSING
+    dropout: float = MISSING
+    target_modules: Any = MISSING
 
 
 @dataclass
 class ModelCfg:
     name: str = MISSING
-    id: str | None = None
-    backend: str = "transformers"
-    dtype: str = "float32"
-    load_in_4bit: bool = False
-    adapter_path: str | None = None
-    max_seq_length: int = 2048
-    fast_inference: bool = False  # unsloth: vLLM-backed generation
-    gpu_memory_utilization: float = 0.5  # unsloth fast_inference only
+    id: str | None = MISSING
+    backend: str = MISSING
+    dtype: str = MISSING
+    load_in_4bit: bool = MISSING
+    adapter_path: str | None = MISSING
+    max_seq_length: int = MISSING
+    fast_inference: bool = MISSING  # unsloth: vLLM-backed generation
+    gpu_memory_utilization: float = MISSING  # unsloth fast_inference only
     lora: LoraCfg = field(default_factory=LoraCfg)
-    tiny: Dict[str, Any] | None = None
-    gguf_file: str | None = None  # a .gguf file or pip:<req>#<member>, converted once (models/gguf.py)
+    tiny: Dict[str, Any] | None = MISSING
+    gguf_file: str | None = MISSING  # a .gguf file or pip:<req>#<member>, converted once (models/gguf.py)
 
 
 @dataclass
 class DataCfg:
     name: str = MISSING
-    hub_id: str | None = None
-    hub_config: str | None = None
-    train_split: str | None = "train"
-    eval_split: str | None = "test"
-    path: str | None = None
-    train_path: str | None = None
-    question_field: str = "question"
-    answer_field: str = "answer"
-    answer_format: str = "number"
-    solution_field: str | None = None
-    max_train: int | None = None
-    max_eval: int | None = None
+    hub_id: str | None = MISSING
+    hub_config: str | None = MISSING
+    train_split: str | None = MISSING
+    eval_split: str | None = MISSING
+    path: str | None = MISSING
+    train_path: str | None = MISSING
+    question_field: str = MISSING
+    answer_field: str = MISSING
+    answer_format: str = MISSING
+    solution_field: str | None = MISSING
+    max_train: int | None = MISSING
+    max_eval: int | None = MISSING
     # embedded generator only
-    n_train: int | None = None
-    n_eval: int | None = None
-    seed: int | None = None
-    generator: Dict[str, Any] | None = None
+    n_train: int | None = MISSING
+    n_eval: int | None = MISSING
+    seed: int | None = MISSING
+    generator: Dict[str, Any] | None = MISSING
 
 
 @dataclass
 class RewardCfg:
     name: str = MISSING
-    functions: Dict[str, float] = field(default_factory=dict)
-    plugins: List[str] = field(default_factory=list)
+    functions: Dict[str, float] = MISSING
+    plugins: List[str] = MISSING
 
 
 @dataclass
 class LoggerCfg:
-    name: str = "none"
-    project: str | None = None
-    entity: str | None = None
-    group: str | None = None
-    tags: List[str] = field(default_factory=list)
-    mode: str = "disabled"
+    name: str = MISSING
+    project: str | None = MISSING
+    entity: str | None = MISSING
+    group: str | None = MISSING
+    tags: List[str] = MISSING
+    mode: str = MISSING
 
 
 @dataclass
 class GeometryCfg:
-    hold: str = "rollouts"
-    rollouts_per_step: int = 64
-    prompts_per_step: int = 4
-    epochs: float = 1.0
-    max_steps: int | None = None
-    scale_lr: bool = True
-    lr_reference_group_size: int = 16
-    grad_accum: int = 1
+    hold: str = MISSING
+    rollouts_per_step: int = MISSING
+    prompts_per_step: int = MISSING
+    epochs: float = MISSING
+    max_steps: int | None = MISSING
+    scale_lr: bool = MISSING
+    lr_reference_group_size: int = MISSING
+    grad_accum: int = MISSING
 
 
 @dataclass
 class EvalCfg:
-    every_n_steps: int = 10
-    max_samples: int | None = 200
-    batch_size: int = 64
-    max_new_tokens: int = 96
-    num_samples: int = 1
-    temperature: float = 0.8
-    save_samples: bool = True
+    every_n_steps: int = MISSING
+    max_samples: int | None = MISSING
+    batch_size: int = MISSING
+    max_new_tokens: int = MISSING
+    num_samples: int = MISSING
+    temperature: float = MISSING
+    save_samples: bool = MISSING
 
 
 @dataclass
 class CheckpointCfg:
-    every_n_steps: int = 0
-    keep: int = 2
-    resume: bool = True
+    every_n_steps: int = MISSING
+    keep: int = MISSING
+    resume: bool = MISSING
 
 
 @dataclass
 class RolloutCfg:
-    engine: str = "transformers"
-    vllm_mode: str = "colocate"
-    vllm_gpu_memory_utilization: float = 0.3
-    vllm_server_base_url: str | None = None
+    engine: str = MISSING
+    vllm_mode: str = MISSING
+    vllm_gpu_memory_utilization: float = MISSING
+    vllm_server_base_url: str | None = MISSING
 
 
 @dataclass
 class GRPOCfg:
-    learning_rate: float = 1e-5
-    lr_scheduler_type: str = "constant"
-    warmup_steps: Any = 0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    beta: float = 0.0
-    loss_type: str = "dapo"
-    scale_rewards: str = "group"
-    epsilon: float = 0.2
-    epsilon_high: float | None = None
-    num_iterations: int = 1
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_completion_length: int = 96
-    mask_truncated_completions: bool = False
-    logging_steps: int = 1
-    log_completions: bool = True
-    extra: Dict[str, Any] = field(default_factory=dict)
+    learning_rate: float = MISSING
+    lr_scheduler_type: str = MISSING
+    warmup_steps: Any = MISSING
+    weight_decay: float = MISSING
+    max_grad_norm: float = MISSING
+    beta: float = MISSING
+    loss_type: str = MISSING
+    scale_rewards: str = MISSING
+    epsilon: float = MISSING
+    epsilon_high: float | None = MISSING
+    num_iterations: int = MISSING
+    temperature: float = MISSING
+    top_p: float = MISSING
+    max_completion_length: int = MISSING
+    mask_truncated_completions: bool = MISSING
+    logging_steps: int = MISSING
+    log_completions: bool = MISSING
+    extra: Dict[str, Any] = MISSING
 
 
 @dataclass
 class MiningCfg:
-    samples_per_question: int = 4
-    temperature: float = 1.0
-    max_new_tokens: int = 96
-    batch_size: int = 64
-    max_questions: int | None = None
+    samples_per_question: int = MISSING
+    temperature: float = MISSING
+    max_new_tokens: int = MISSING
+    batch_size: int = MISSING
+    max_questions: int | None = MISSING
 
 
 @dataclass
 class DPOCfg:
-    rounds: int = 1
-    pairs_path: str | None = None
+    rounds: int = MISSING
+    pairs_path: str | None = MISSING
     mining: MiningCfg = field(default_factory=MiningCfg)
-    learning_rate: float = 5e-5
-    lr_scheduler_type: str = "constant"
-    warmup_steps: Any = 0
-    beta: float = 0.1
-    loss_type: str = "sigmoid"
-    epochs: float = 1.0
-    batch_size: int = 16
-    grad_accum: int = 1
-    max_length: int = 512
-    precompute_ref_log_probs: bool = False
-    logging_steps: int = 1
-    extra: Dict[str, Any] = field(default_factory=dict)
+    learning_rate: float = MISSING
+    lr_scheduler_type: str = MISSING
+    warmup_steps: Any = MISSING
+    beta: float = MISSING
+    loss_type: str = MISSING
+    epochs: float = MISSING
+    batch_size: int = MISSING
+    grad_accum: int = MISSING
+    max_length: int = MISSING
+    precompute_ref_log_probs: bool = MISSING
+    logging_steps: int = MISSING
+    extra: Dict[str, Any] = MISSING
 
 
 @dataclass
 class RootCfg:
     method: str = MISSING
-    seed: int = 0
+    seed: int = MISSING
     cache_dir: str = MISSING
-    device: str = "auto"
-    threads: int | None = None
-    experiment_name: str = "default"
-    verbose: bool = False
+    device: str = MISSING
+    threads: int | None = MISSING
+    experiment_name: str = MISSING
+    verbose: bool = MISSING
     model: ModelCfg = field(default_factory=ModelCfg)
     data: DataCfg = field(default_factory=DataCfg)
     reward: RewardCfg = field(default_factory=RewardCfg)
@@ -214,6 +216,8 @@ class RootCfg:
     checkpoint: CheckpointCfg = field(default_factory=CheckpointCfg)
     grpo: GRPOCfg | None = None
     dpo: DPOCfg | None = None
+
+
 
 
 # Range rules for numeric keys (a key absent from the composed config is skipped).
@@ -312,13 +316,18 @@ def _check_types(cfg: DictConfig) -> DictConfig:
     """Merge into the structured schema: unknown keys and wrong types fail here."""
     plain = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
     try:
-        return OmegaConf.merge(OmegaConf.structured(RootCfg), plain)
+        typed = OmegaConf.merge(OmegaConf.structured(RootCfg), plain)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "config"
         reason = str(err).splitlines()[0]
         if "not in struct" in reason or "Key '" in reason and "not in" in reason:
             reason = "unknown key"
         raise UserError(f"{key}: {reason}") from err
+    missing = sorted(OmegaConf.missing_keys(typed))
+    if missing:
+        raise UserError(f"{missing[0]}: no value; every key takes its value from the YAML under mathreason/conf/ "
+                        "(config.yaml or the selected group option) or from the command line")
+    return typed
 
 
 def cuda_available() -> bool:
@@ -399,12 +408,13 @@ def _validate(cfg: DictConfig, overrides: list[str]) -> DictConfig:
             raise UserError(f"data.{key}: no such file: {value}")
     if typed.model.adapter_path is not None and not Path(typed.model.adapter_path).exists():
         raise UserError(f"model.adapter_path: no such directory: {typed.model.adapter_path}")
-    _check_accelerator(typed)
     return typed
 
 
-def _check_accelerator(typed: DictConfig) -> None:
-    """GPU-only options stop here, before any training, on a machine without CUDA."""
+def check_accelerator(typed: DictConfig) -> None:
+    """GPU-only options stop here, before any training, on a machine without
+    CUDA. Part of ``preflight`` (where the job runs: a SLURM sweep may be
+    started from a login node without a GPU); local sweeps also check it up front."""
     wants_gpu = []
     if typed.model.backend == "unsloth":
         wants_gpu.append("model.backend=unsloth")
@@ -440,7 +450,9 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 def preflight(typed: DictConfig) -> None:
     """Checks that depend on where the run runs (not on the config alone),
-    done before anything heavy is loaded: the model's weights can be had."""
+    done before anything heavy is loaded: a GPU where the config needs one,
+    and the model's weights can be had."""
+    check_accelerator(typed)
     model = typed.model
     if model.id is None or model.tiny is not None or getattr(model, "gguf_file", None):
         return

@@ -37,7 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "outputs" / "smollm2"
 DOCS = ROOT / "docs" / "results" / "cpu-smollm2"
-GEN = dict(min_steps=1, max_steps=2, max_start=20, max_operand=9, ops=["add", "sub"], max_result=40, comparisons=False)
+GEN = dict(min_steps=1, max_steps=2, min_start=2, max_start=20, max_operand=9, max_factor=3, max_result=40,
+           ops=["add", "sub"], comparisons=False)
 N_EVAL, N_SFT, N_RL = 100, 160, 200
 MAIN = dict(group_size=4, rollouts_per_step=8, steps=6, lr=1e-4)
 SHARDS = 2  # eval processes run side by side (each threads=1)

@@ -14,6 +14,13 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 CONF = ROOT / "mathreason" / "conf"
 
 
+def yaml_value(file: str, key: str):
+    """A value as the YAML under mathreason/conf states it (e.g. the arith knobs)."""
+    import yaml
+
+    return yaml.safe_load((CONF / file).read_text())[key]
+
+
 def compose(overrides: list[str] | None = None):
     """Compose the config with Hydra's compose API (as lightning-hydra-template's tests do)."""
     from hydra import compose as hydra_compose

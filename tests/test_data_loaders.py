@@ -6,6 +6,7 @@ import types
 from pathlib import Path
 
 import pytest
+from helpers import compose, yaml_value
 from omegaconf import OmegaConf
 
 import mathreason.data
@@ -14,11 +15,11 @@ from mathreason.data.prompts import build_prompt
 from mathreason.errors import UserError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-CONF = Path(__file__).resolve().parents[1] / "mathreason" / "conf" / "data"
 ROW_KEYS = {"prompt", "question", "answer", "answer_format", "solution"}
 CFG_KEYS = {
     "name", "hub_id", "hub_config", "train_split", "eval_split", "path", "train_path",
     "question_field", "answer_field", "answer_format", "solution_field", "max_train", "max_eval",
+    "n_train", "n_eval", "seed", "generator",
 }  # fmt: skip
 
 
@@ -30,8 +31,8 @@ def real(rel: str) -> Path:
 
 
 def conf(name: str, **overrides):
-    cfg = OmegaConf.load(CONF / f"{name}.yaml")
-    return OmegaConf.merge(cfg, overrides)
+    """The data section as composed for data=<name> (config.yaml's base + the option)."""
+    return OmegaConf.merge(compose([f"data={name}"]).data, overrides)
 
 
 def local_cfg(path, /, **overrides) -> dict:
@@ -60,7 +61,7 @@ def row(q="What is 2+2?", a="2+2=4\n#### 4") -> str:
 
 @pytest.mark.parametrize("name", ["gsm8k", "math500", "aime24", "amc23"])
 def test_data_configs_have_every_key(name):
-    cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    cfg = conf(name)
     assert set(cfg.keys()) == CFG_KEYS
     assert cfg.name == name
     assert cfg.answer_format in ("gsm8k", "number", "latex")
@@ -309,7 +310,8 @@ def test_arith_dispatches_to_the_generator_module(monkeypatch):
 
 
 def test_arith_with_the_real_generator():
-    cfg = {"name": "arith", "n_train": 6, "n_eval": 4, "seed": 0, "max_eval": 3}
+    cfg = {"name": "arith", "n_train": 6, "n_eval": 4, "seed": 0, "max_eval": 3,
+           "generator": yaml_value("data/arith.yaml", "generator")}
     train, evaluation = load_split(cfg, "train"), load_split(cfg, "eval")
     assert len(train.rows) == 6 and len(evaluation.rows) == 3
     assert all(set(r) == ROW_KEYS and r["answer_format"] == "number" for r in train.rows + evaluation.rows)

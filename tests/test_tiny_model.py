@@ -10,12 +10,16 @@ import subprocess
 import sys
 
 import pytest
+from helpers import yaml_value
 
 from mathreason.data.arith import generate_problems, make_split, vocabulary
 from mathreason.data.prompts import SYSTEM_PROMPT, build_prompt, format_completion
 from mathreason.errors import UserError
 
-DATA_CFG = {"name": "arith", "n_train": 300, "n_eval": 100, "seed": 0, "generator": {}}
+KNOBS = yaml_value("data/arith.yaml", "generator")  # the embedded default's difficulty
+WIDE = {**KNOBS, "max_steps": 3, "max_start": 50, "max_operand": 30, "max_result": 300,
+        "ops": ["add", "sub", "mul"], "comparisons": True}  # every operation and template
+DATA_CFG = {"name": "arith", "n_train": 300, "n_eval": 100, "seed": 0, "generator": KNOBS}
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +40,9 @@ def tokenizer(tmp_path_factory):
 
 
 def test_generator_is_deterministic_and_rows_are_well_formed():
-    a = generate_problems(50, seed=3, max_steps=2)
-    assert a == generate_problems(50, seed=3, max_steps=2)
-    assert a != generate_problems(50, seed=4, max_steps=2)
+    a = generate_problems(50, seed=3, **KNOBS)
+    assert a == generate_problems(50, seed=3, **KNOBS)
+    assert a != generate_problems(50, seed=4, **KNOBS)
     assert len({r["question"] for r in a}) == 50
     for r in a:
         assert set(r) == {"question", "answer", "solution"}
@@ -49,7 +53,7 @@ def test_generator_is_deterministic_and_rows_are_well_formed():
 
 
 def test_solution_equations_are_correct():
-    for r in generate_problems(200, seed=1):
+    for r in generate_problems(200, seed=1, **WIDE):
         for line in r["solution"].split("\n")[1:]:
             lhs, rhs = line.split(" = ")
             assert eval(lhs) == int(rhs)  # noqa: S307 - our own "a op b" strings
@@ -67,13 +71,14 @@ def test_train_and_eval_splits_are_disjoint_and_deterministic():
 
 
 def test_difficulty_knobs_and_errors():
-    rows = generate_problems(100, seed=0, min_steps=1, max_steps=1, ops=["add"], max_start=9, max_operand=9)
+    rows = generate_problems(100, seed=0, **{**KNOBS, "min_steps": 1, "max_steps": 1, "ops": ["add"],
+                                             "max_start": 9, "max_operand": 9})
     assert all(len(r["solution"].split("\n")) == 2 and " + " in r["solution"] for r in rows)
     assert all(int(r["answer"]) <= 18 for r in rows)
     with pytest.raises(UserError, match="data.generator.bogus"):
-        generate_problems(1, seed=0, bogus=1)
+        generate_problems(1, seed=0, bogus=1, **KNOBS)
     with pytest.raises(UserError, match="data.generator.max_steps"):
-        generate_problems(1, seed=0, max_steps=5)
+        generate_problems(1, seed=0, **{**KNOBS, "max_steps": 5})
     with pytest.raises(UserError, match="data.n_train"):
         make_split({**DATA_CFG, "n_train": None}, "train")
 
@@ -88,7 +93,7 @@ def test_generator_module_does_not_import_torch():
 
 
 def test_formatted_completion_round_trips_exactly(tokenizer):
-    for r in generate_problems(50, seed=2):
+    for r in generate_problems(50, seed=2, **WIDE):
         text = format_completion(r["solution"], r["answer"])
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         assert tokenizer.decode(ids) == text
@@ -141,18 +146,19 @@ def test_chat_template_renders_with_generation_prompt(tokenizer):
 def test_spec_hash_and_validation():
     from mathreason.models.tiny import resolve_spec, spec_hash
 
-    assert spec_hash({}) == spec_hash(resolve_spec({}))
-    assert spec_hash({"sft": {"max_steps": 7}}) != spec_hash({})
+    spec = yaml_value("model/tiny.yaml", "tiny")
+    assert spec_hash(spec) == spec_hash(resolve_spec(spec))
+    assert spec_hash({**spec, "sft": {**spec["sft"], "max_steps": 7}}) != spec_hash(spec)
     with pytest.raises(UserError, match="model.tiny.hidden"):
-        resolve_spec({"hidden": 3})
+        resolve_spec({**spec, "hidden": 3})
     with pytest.raises(UserError, match="model.tiny.sft.steps"):
-        resolve_spec({"sft": {"steps": 3}})
+        resolve_spec({**spec, "sft": {**spec["sft"], "steps": 3}})
 
 
 def test_cached_model_is_returned_without_building(tmp_path):
     from mathreason.models.tiny import MARKER, ensure_tiny_model, spec_hash
 
-    spec = {"hidden_size": 32, "num_heads": 2, "num_kv_heads": 2}
+    spec = {**yaml_value("model/tiny.yaml", "tiny"), "hidden_size": 32, "num_heads": 2, "num_kv_heads": 2}
     ready = tmp_path / spec_hash(spec)
     ready.mkdir()
     (ready / MARKER).write_text(json.dumps({"spec": spec}))

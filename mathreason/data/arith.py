@@ -12,7 +12,7 @@ operation, e.g.::
 
 Generation is deterministic in ``(n, seed, difficulty knobs)``. The problem
 space is split once and for all by a hash of the question text: a question is
-in the *eval* partition iff its hash bucket is below ``eval_percent``. Train
+in the *eval* partition iff its hash bucket is below ``EVAL_PERCENT``. Train
 rows (and the tiny model's warm-start data) only come from the train
 partition, eval rows only from the eval partition, so held-out sets never
 overlap whatever seeds or knobs are used.
@@ -95,52 +95,56 @@ def vocabulary() -> list[str]:
 # --------------------------------------------------------------------------
 # Difficulty knobs
 
-DEFAULT_DIFFICULTY: dict[str, Any] = {
-    "min_steps": 1,        # operations per problem (1-3)
-    "max_steps": 3,
-    "min_start": 2,        # the first number
-    "max_start": 50,
-    "max_operand": 30,     # added / subtracted amounts are 1..max_operand
-    "max_factor": 3,       # multipliers are 2..max_factor
-    "max_result": 300,     # every intermediate value stays <= max_result
-    "ops": ["add", "sub", "mul"],
-    "comparisons": True,   # allow "Y has 5 more/fewer/twice as many ... than X"
-    "eval_percent": 10,    # hash buckets (of 100) reserved for the eval partition
-}
+# The knobs a generator config must set (data/arith.yaml's `generator`, the tiny
+# model's warm_start.generator): the values live in the YAML, not here.
+KNOBS = (
+    "min_steps",    # operations per problem (1-3)
+    "max_steps",
+    "min_start",    # the first number
+    "max_start",
+    "max_operand",  # added / subtracted amounts are 1..max_operand
+    "max_factor",   # multipliers are 2..max_factor
+    "max_result",   # every intermediate value stays <= max_result
+    "ops",          # a non-empty subset of add, sub, mul
+    "comparisons",  # allow "Y has 5 more/fewer/twice as many ... than X"
+)
+# Hash buckets (of 100) that form the eval partition. A fact of the problem
+# space, not a knob: every split and every warm start must agree on it.
+EVAL_PERCENT = 10
 _OPS = ("add", "sub", "mul")
 _PARTITIONS = (None, "train", "eval")
 
 
-def _check_int(key: str, value: Any, lo: int, hi: int) -> int:
+def _check_int(where: str, value: Any, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise UserError(f"data.generator.{key}: must be an integer in [{lo}, {hi}], got {value!r}")
+        raise UserError(f"{where}: must be an integer in [{lo}, {hi}], got {value!r}")
     return value
 
 
-def _resolve_difficulty(difficulty: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(difficulty) - set(DEFAULT_DIFFICULTY))
+def _resolve_difficulty(difficulty: Mapping[str, Any], where: str) -> dict[str, Any]:
+    unknown = sorted(set(difficulty) - set(KNOBS))
     if unknown:
-        raise UserError(
-            f"data.generator.{unknown[0]}: unknown knob; allowed: {', '.join(DEFAULT_DIFFICULTY)}"
-        )
-    d = {**DEFAULT_DIFFICULTY, **{k: v for k, v in difficulty.items() if v is not None}}
-    _check_int("min_steps", d["min_steps"], 1, 3)
-    _check_int("max_steps", d["max_steps"], d["min_steps"], 3)
-    _check_int("min_start", d["min_start"], 1, 10**6)
-    _check_int("max_start", d["max_start"], d["min_start"], 10**6)
-    _check_int("max_operand", d["max_operand"], 1, 10**6)
-    _check_int("max_factor", d["max_factor"], 2, 10)
-    _check_int("max_result", d["max_result"], d["max_start"], 10**9)
-    _check_int("eval_percent", d["eval_percent"], 1, 99)
+        raise UserError(f"{where}.{unknown[0]}: unknown knob; allowed: {', '.join(KNOBS)}")
+    missing = [k for k in KNOBS if difficulty.get(k) is None]
+    if missing:
+        raise UserError(f"{where}.{missing[0]}: no value; a generator sets every knob: {', '.join(KNOBS)}")
+    d = dict(difficulty)
+    _check_int(f"{where}.min_steps", d["min_steps"], 1, 3)
+    _check_int(f"{where}.max_steps", d["max_steps"], d["min_steps"], 3)
+    _check_int(f"{where}.min_start", d["min_start"], 1, 10**6)
+    _check_int(f"{where}.max_start", d["max_start"], d["min_start"], 10**6)
+    _check_int(f"{where}.max_operand", d["max_operand"], 1, 10**6)
+    _check_int(f"{where}.max_factor", d["max_factor"], 2, 10)
+    _check_int(f"{where}.max_result", d["max_result"], d["max_start"], 10**9)
     ops = d["ops"]
     if isinstance(ops, str):
         ops = [ops]
     ops = list(ops)
     if not ops or any(op not in _OPS for op in ops):
-        raise UserError(f"data.generator.ops: must be a non-empty list of {list(_OPS)}, got {d['ops']!r}")
+        raise UserError(f"{where}.ops: must be a non-empty list of {list(_OPS)}, got {d['ops']!r}")
     d["ops"] = sorted(set(ops), key=_OPS.index)
     if not isinstance(d["comparisons"], bool):
-        raise UserError(f"data.generator.comparisons: must be true or false, got {d['comparisons']!r}")
+        raise UserError(f"{where}.comparisons: must be true or false, got {d['comparisons']!r}")
     return d
 
 
@@ -148,9 +152,9 @@ def _resolve_difficulty(difficulty: Mapping[str, Any]) -> dict[str, Any]:
 # Generation
 
 
-def _in_eval_partition(question: str, eval_percent: int) -> bool:
+def _in_eval_partition(question: str) -> bool:
     bucket = int(hashlib.sha256(question.encode("utf-8")).hexdigest()[:8], 16) % 100
-    return bucket < eval_percent
+    return bucket < EVAL_PERCENT
 
 
 def _person(rng: random.Random, exclude: str | None = None) -> tuple[str, str, str]:
@@ -222,19 +226,19 @@ def _one_problem(rng: random.Random, d: Mapping[str, Any]) -> dict[str, str]:
     return {"question": " ".join(sentences), "answer": str(value), "solution": "\n".join(lines)}
 
 
-def generate_problems(n: int, seed: int, *, partition: str | None = None,
+def generate_problems(n: int, seed: int, *, partition: str | None = None, where: str = "data.generator",
                       **difficulty: Any) -> list[dict[str, str]]:
     """``n`` distinct problems, deterministic in ``seed`` and the knobs.
 
     ``partition``: ``"train"`` or ``"eval"`` restricts to that half of the
     problem space (see module docstring); ``None`` draws from all of it.
-    Knobs: see ``DEFAULT_DIFFICULTY``. Rows: ``{"question", "answer", "solution"}``.
+    Knobs: all of ``KNOBS`` (``where`` names their config section in errors). Rows: ``{"question", "answer", "solution"}``.
     """
     if partition not in _PARTITIONS:
         raise UserError(f"partition: must be one of train, eval or None, got {partition!r}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise UserError(f"data.n: must be a non-negative integer, got {n!r}")
-    d = _resolve_difficulty(difficulty)
+    d = _resolve_difficulty(difficulty, where)
     rng = random.Random(f"mathreason-arith:{seed}:{partition}")
     rows: list[dict[str, str]] = []
     seen: set[str] = set()
@@ -250,7 +254,7 @@ def generate_problems(n: int, seed: int, *, partition: str | None = None,
         q = row["question"]
         if q in seen:
             continue
-        if partition is not None and _in_eval_partition(q, d["eval_percent"]) != (partition == "eval"):
+        if partition is not None and _in_eval_partition(q) != (partition == "eval"):
             continue
         seen.add(q)
         rows.append(row)

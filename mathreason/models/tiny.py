@@ -60,29 +60,24 @@ _EXTRA_WORDS = (
     "system", "user", "assistant",
 )
 
-DEFAULT_SPEC: dict[str, Any] = {
-    "hidden_size": 128,
-    "num_layers": 4,
-    "num_heads": 4,
-    "num_kv_heads": 4,
-    "intermediate_size": 512,
-    "max_position_embeddings": 1024,
-    "rope_theta": 10000.0,
-    "init_seed": 0,
-    # shortcut_rate: fraction of warm-start solutions that stop one step early
-    # and answer the intermediate value (a bad habit RL can remove).
-    "warm_start": {"n_problems": 6000, "seed": 1000, "generator": {}, "shortcut_rate": 0.0},
-    "sft": {
-        "max_steps": 400,
-        "num_epochs": None,
-        "learning_rate": 3.0e-3,
-        "batch_size": 32,
-        "warmup_ratio": 0.05,
-        "lr_scheduler": "cosine",
-        "weight_decay": 0.0,
-        "max_length": 512,
-    },
+# The keys of a tiny-model spec (model/tiny.yaml's `tiny:`, which holds the
+# values): top-level keys, and the keys of its two nested sections.
+SPEC_KEYS = (
+    "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
+    "max_position_embeddings", "rope_theta", "init_seed", "warm_start", "sft",
+)
+SECTION_KEYS = {
+    # shortcut_rate: fraction of warm-start solutions that stop one step early and
+    # answer the intermediate value (an ablation knob: a habit RL can remove).
+    "warm_start": ("n_problems", "seed", "generator", "shortcut_rate"),
+    "sft": ("max_steps", "num_epochs", "learning_rate", "batch_size", "warmup_ratio", "lr_scheduler",
+            "weight_decay", "max_length"),
 }
+# The BPE tokenizer's training text covers the generator's whole range (every
+# operation and the comparison templates), whatever a config's difficulty: a
+# fixed part of the builder (BUILDER_VERSION), not a config default.
+_CORPUS_KNOBS = {"min_steps": 1, "max_steps": 3, "min_start": 2, "max_start": 50, "max_operand": 30,
+                 "max_factor": 3, "max_result": 300, "ops": ["add", "sub", "mul"], "comparisons": True}
 
 
 # --------------------------------------------------------------------------
@@ -103,23 +98,24 @@ def _plain(obj: Any) -> Any:
 
 
 def resolve_spec(spec: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``spec`` over ``DEFAULT_SPEC`` (nested for ``warm_start``/``sft``), validated."""
+    """``spec`` as plain dicts, checked: every key of ``SPEC_KEYS`` and
+    ``SECTION_KEYS`` present (the values come from model/tiny.yaml), no others."""
     spec = _plain(spec or {})
-    unknown = sorted(set(spec) - set(DEFAULT_SPEC))
-    if unknown:
-        raise UserError(f"model.tiny.{unknown[0]}: unknown key; allowed: {', '.join(DEFAULT_SPEC)}")
-    out: dict[str, Any] = {}
-    for key, default in DEFAULT_SPEC.items():
-        value = spec.get(key, default)
-        if isinstance(default, dict):
-            value = value or {}
-            if not isinstance(value, dict):
-                raise UserError(f"model.tiny.{key}: must be a mapping, got {value!r}")
-            bad = sorted(set(value) - set(default))
-            if bad:
-                raise UserError(f"model.tiny.{key}.{bad[0]}: unknown key; allowed: {', '.join(default)}")
-            value = {**default, **value}
-        out[key] = value
+
+    def exact(section: dict, keys: tuple, where: str) -> None:
+        unknown = sorted(set(section) - set(keys))
+        if unknown:
+            raise UserError(f"{where}.{unknown[0]}: unknown key; allowed: {', '.join(keys)}")
+        missing = [k for k in keys if k not in section]
+        if missing:
+            raise UserError(f"{where}.{missing[0]}: no value; model/tiny.yaml states the whole spec")
+
+    exact(spec, SPEC_KEYS, "model.tiny")
+    for name, keys in SECTION_KEYS.items():
+        if not isinstance(spec[name], dict):
+            raise UserError(f"model.tiny.{name}: must be a mapping, got {spec[name]!r}")
+        exact(spec[name], keys, f"model.tiny.{name}")
+    out = spec
     for key in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
                 "max_position_embeddings"):
         v = out[key]
@@ -152,7 +148,7 @@ def _tokenizer_corpus(n_problems: int = 4000) -> list[str]:
 
     texts = [SYSTEM_PROMPT, " ".join(_EXTRA_WORDS), "system\nuser\nassistant\n" * 2]
     texts += [w + " " + w + " " + w for w in vocabulary()]  # every template word, also after a space
-    for r in generate_problems(n_problems, seed=12345):
+    for r in generate_problems(n_problems, seed=12345, **_CORPUS_KNOBS):
         texts.append(r["question"])
         texts.append(format_completion(r["solution"], r["answer"]))
     return texts
@@ -268,7 +264,7 @@ def warm_start_dataset(spec: Mapping[str, Any]):
 
     ws = resolve_spec(spec)["warm_start"]
     rows = generate_problems(int(ws["n_problems"]), int(ws["seed"]), partition="train",
-                             **dict(ws["generator"] or {}))
+                             where="model.tiny.warm_start.generator", **dict(ws["generator"] or {}))
     rng = random.Random(int(ws["seed"]))
     examples = []
     for r in rows:
