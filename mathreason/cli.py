@@ -80,6 +80,48 @@ def fail(err: BaseException) -> None:
     raise SystemExit(UserError.exit_code)
 
 
+_VALUE_FLAGS = ("--cfg", "-c", "--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
+                "--package", "-p", "--info", "-i", "--experimental-rerun")
+
+
+def show_derived(argv: list[str]) -> None:
+    """After ``--cfg job`` (or ``all``): the GRPO geometry the config implies
+    (prompts and rollouts per step, per-device batch, scaled lr, steps), as
+    YAML comments, so the printed config stays valid YAML."""
+    flags, overrides, i = {}, [], 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if name in _VALUE_FLAGS:
+            flags[name] = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+            i += 1 if eq else 2
+            continue
+        if not arg.startswith("-"):
+            overrides.append(arg)
+        i += 1
+    cfg_type = flags.get("--cfg", flags.get("-c"))
+    if cfg_type not in ("job", "all") or "--package" in flags or "-p" in flags:
+        return
+    from hydra import compose, initialize_config_dir, initialize_config_module
+
+    from mathreason.geometry import describe
+    from mathreason.schema import validate
+
+    config_dir = flags.get("--config-dir", flags.get("-cd"))
+    config_name = flags.get("--config-name", flags.get("-cn", "config"))
+    init = (initialize_config_dir(config_dir=os.path.abspath(config_dir), version_base="1.3") if config_dir
+            else initialize_config_module("mathreason.conf", version_base="1.3"))
+    with init:
+        cfg = compose(config_name=config_name, overrides=overrides)
+    if cfg.get("method") != "grpo":
+        return
+    typed = validate(cfg, overrides)
+    n_train = typed.data.n_train if typed.data.generator is not None else None
+    print("# derived by mathreason.geometry (not keys; logged as geometry/* in run.json and W&B):")
+    for line in describe(typed, n_train):
+        print(f"#   {line}")
+
+
 def run_cli(hydra_main) -> None:
     """Run a ``@hydra.main`` function so that a bad override or config ends in
     one line and exit 2, while real crashes keep their traceback."""
@@ -93,6 +135,7 @@ def run_cli(hydra_main) -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us unformatted
     try:
         hydra_main()
+        show_derived(sys.argv[1:])
     except (UserError, NumericFault, HydraException, OmegaConfBaseException) as err:
         fail(err)
     except (Interrupted, KeyboardInterrupt) as err:

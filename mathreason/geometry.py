@@ -98,3 +98,21 @@ def plan_geometry(cfg: Any, n_train_prompts: int | None, base_lr: float | None =
         epochs=epochs,
         total_rollouts=total,
     )
+
+
+def describe(cfg: Any, n_train_prompts: int | None) -> list[str]:
+    """The derived geometry in words, as ``--cfg job`` appends it (YAML comments)."""
+    geo = plan_geometry(cfg, n_train_prompts)
+    lines = [
+        f"group_size {geo.group_size} x {geo.prompts_per_step} prompts = {geo.rollouts_per_step} rollouts per "
+        f"optimizer step (world size {geo.world_size}: {geo.per_device_batch} per device and micro-batch, "
+        f"grad_accum {geo.grad_accum})",
+        f"learning rate {geo.learning_rate:.3g} (grpo.learning_rate {float(cfg.grpo.learning_rate):.3g} "
+        f"x {geo.lr_scale:g}{', geometry.scale_lr' if cfg.geometry.scale_lr else ''})",
+    ]
+    if geo.steps is None:
+        lines.append(f"steps: {cfg.geometry.epochs} epochs over the training prompts (count known once loaded)")
+    else:
+        over = f", {geo.epochs:g} epochs over {n_train_prompts} prompts" if geo.epochs is not None else ""
+        lines.append(f"steps {geo.steps}{over}, {geo.total_rollouts:,} rollouts in all")
+    return lines

@@ -33,15 +33,18 @@ def check_launcher(config: DictConfig) -> None:
 
 
 def validate_sweep(config: DictConfig) -> int:
-    from mathreason.schema import validate
+    from mathreason.schema import check_accelerator, validate
 
     check_launcher(config)
+    local = "Slurm" not in str(config.hydra.launcher.get("_target_", ""))  # jobs run on this machine
     loader = GlobalHydra.instance().config_loader()
     jobs = sweep_jobs(config)
     for number, overrides in enumerate(jobs[:MAX_CHECKED_JOBS]):
         job_cfg = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
         try:
-            validate(job_cfg, list(overrides))
+            typed = validate(job_cfg, list(overrides))
+            if local:
+                check_accelerator(typed)
         except UserError as err:
             raise UserError(f"sweep job #{number} ({' '.join(overrides)}): {err}") from err
     return len(jobs)

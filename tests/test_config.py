@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import pytest
-from helpers import CONF, ROOT, compose, run_cli
+from helpers import CONF, ROOT, compose, cuda_available, run_cli
 
 from mathreason.errors import UserError
 from mathreason.geometry import plan_geometry
-from mathreason.schema import validate
+from mathreason.schema import preflight, validate
 
 GROUPS = ["model", "data", "method", "reward", "logger", "experiment"]
 
@@ -24,14 +24,10 @@ def options(group: str) -> list[str]:
     "override", [f"{g}={o}" for g in GROUPS for o in options(g)] + ["hydra/launcher=slurm", "hydra/launcher=local"]
 )
 def test_every_group_option_composes_and_validates(override):
+    """Every option and every experiment file passes the whole validation (GPU
+    and hub presets too: whether this machine can run them is preflight's job)."""
     cfg = compose([override])
-    if override.startswith("experiment=") or "qwen" in override:
-        # real-model presets point at the hub / a GPU: check the schema's types only
-        from mathreason.schema import _check_types
-
-        _check_types(cfg)
-    else:
-        validate(cfg)
+    validate(cfg)
     group, _, option = override.partition("=")
     if group in ("model", "data", "reward", "logger"):
         assert cfg[group].name == option
@@ -66,8 +62,7 @@ def test_experiment_presets_are_diffs_on_the_root_config():
         (["+reward.functions.made_up=1.0"], "reward.functions.made_up"),
         (["eval.batch_size=0"], "eval.batch_size"),
         (["data.path=/nonexistent/test.jsonl"], "data.path"),
-        (["model.backend=unsloth"], "model.backend=unsloth"),
-        (["rollout.engine=vllm"], "rollout.engine=vllm"),
+        (["~model.dtype"], "model.dtype"),
     ],
 )
 def test_schema_names_the_offending_key(overrides, key):
@@ -75,6 +70,17 @@ def test_schema_names_the_offending_key(overrides, key):
         validate(compose(overrides))
     message = str(info.value)
     assert key in message and "\n" not in message
+
+
+@pytest.mark.skipif(cuda_available(), reason="checks the refusal on a machine without CUDA")
+@pytest.mark.parametrize("override", ["model.backend=unsloth", "rollout.engine=vllm", "device=cuda"])
+def test_gpu_options_pass_validation_and_stop_at_preflight_without_cuda(override):
+    """The config is valid anywhere (a SLURM sweep is checked on a login node);
+    the machine that runs the job refuses it before loading anything."""
+    typed = validate(compose([override]))
+    with pytest.raises(UserError) as info:
+        preflight(typed)
+    assert override in str(info.value) and "\n" not in str(info.value)
 
 
 def test_wrong_type_is_caught_by_the_schema():
@@ -113,6 +119,23 @@ def test_cfg_job_shows_the_seed_setup(tmp_path):
     out = run_cli(["experiment=seed_gsm8k_grpo", "--cfg", "job"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "Qwen/Qwen2.5-3B-Instruct" in out.stdout and "backend: unsloth" in out.stdout
+
+
+@pytest.mark.parametrize(("size", "prompts", "lr"), [(2, 32, "0.00024"), (16, 4, "3e-05")])
+def test_cfg_job_shows_the_derived_geometry(tmp_path, size, prompts, lr):
+    """The composed config is followed by the geometry it implies, as YAML
+    comments (the output still parses), worked out by mathreason.geometry."""
+    import yaml
+
+    out = run_cli(["method=grpo", f"group_size={size}", "--cfg", "job"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert yaml.safe_load(out.stdout)["group_size"] == size
+    derived = [line for line in out.stdout.splitlines() if line.startswith("#   ")]
+    geo = plan_geometry(compose([f"group_size={size}"]), n_train_prompts=512)
+    assert geo.prompts_per_step == prompts
+    assert f"group_size {size} x {prompts} prompts = {geo.rollouts_per_step} rollouts" in derived[0]
+    assert f"learning rate {lr}" in derived[1]
+    assert f"steps {geo.steps}," in derived[2]
 
 
 @pytest.mark.parametrize("size", [2, 4, 8, 16])

@@ -115,12 +115,12 @@ def test_paper_preset_passes_its_geometry_to_trl(tmp_path):
 
 
 def test_gpu_only_options_stop_before_training_on_cpu():
-    from mathreason.schema import cuda_available, validate
+    from mathreason.schema import cuda_available, preflight, validate
 
     if cuda_available():
         pytest.skip("this machine has a GPU")
     with pytest.raises(UserError, match="needs a CUDA GPU"):
-        validate(compose(["experiment=seed_gsm8k_grpo"]))
+        preflight(validate(compose(["experiment=seed_gsm8k_grpo"])))
 
 
 @requires_gpu
