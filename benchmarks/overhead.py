@@ -3,7 +3,9 @@ through a minimal plain-TRL script, in one session, alternating, and the ratio
 of their training times (target: mathreason / plain TRL <= 1.05).
 
 Both train the cached tiny model on the same generated prompts with the same
-reward functions, batch geometry, seed and GRPOConfig; TRL's own
+reward functions, batch geometry, seed and GRPOConfig, and both check greedy
+accuracy on the same 8 held-out items before and after training (a training
+script without that check has no result to report). TRL's own
 ``train_runtime`` is compared, plus whole-process wall-clock.
 
     python benchmarks/overhead.py [--steps 8] [--repeats 3]
@@ -29,9 +31,11 @@ CONF = ROOT / "mathreason" / "conf"
 
 PLAIN = r'''
 import json, sys, tempfile
+import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
+from mathreason.answers import answers_match, extract_xml_answer
 from mathreason.data.arith import make_split
 from mathreason.data.prompts import build_prompt
 from mathreason.rewards import REWARD_FUNCS
@@ -39,29 +43,48 @@ from mathreason.rewards import REWARD_FUNCS
 a = json.loads(sys.argv[1])
 model = AutoModelForCausalLM.from_pretrained(a["model"])
 tok = AutoTokenizer.from_pretrained(a["model"])
-rows = make_split({"n_train": a["n_train"], "n_eval": 0, "seed": 0, "generator": a["generator"]}, "train")
+data = {"n_train": a["n_train"], "n_eval": a["n_eval"], "seed": 0, "generator": a["generator"]}
 ds = Dataset.from_list([{"prompt": build_prompt(r["question"]), "answer": r["answer"], "answer_format": "number"}
-                        for r in rows])
+                        for r in make_split(data, "train")])
+held_out = make_split(data, "eval")
+
+
+def accuracy():  # the before/after check any script needs: greedy answers on the held-out items
+    tok.padding_side = "left"
+    texts = [tok.apply_chat_template(build_prompt(r["question"]), tokenize=False, add_generation_prompt=True)
+             for r in held_out]
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    model.eval()
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=a["eval_max_new_tokens"], do_sample=False,
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    model.train()
+    done = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return sum(answers_match(extract_xml_answer(c), r["answer"], "number") for c, r in zip(done, held_out)) / len(held_out)
+
+
 names = ["correctness", "strict_format", "soft_format", "integer", "xmlcount"]
 args = GRPOConfig(output_dir=tempfile.mkdtemp(), num_generations=a["group"], per_device_train_batch_size=a["rollouts"],
-                  max_steps=a["steps"], learning_rate=a["lr"], max_completion_length=a["max_len"], bf16=False,
-                  report_to="none", save_strategy="no", logging_steps=1, gradient_checkpointing=False,
-                  reward_weights=[2.0, 0.5, 0.5, 0.5, 1.0], seed=0, disable_tqdm=True)
+                  max_steps=a["steps"], learning_rate=a["lr"], bf16=False, report_to="none", save_strategy="no",
+                  gradient_checkpointing=False, dataloader_pin_memory=False, reward_weights=[2.0, 0.5, 0.5, 0.5, 1.0],
+                  seed=0, data_seed=0, disable_tqdm=True, **a["grpo"])
 trainer = GRPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
                       reward_funcs=[REWARD_FUNCS[n] for n in names])
+before = accuracy()
 out = trainer.train()
+print("ACCURACY", before, accuracy())
 print("TRAIN_RUNTIME", out.metrics["train_runtime"])
 '''
 
 
-def run(cmd: list[str], env: dict) -> tuple[float, float]:
+def run(cmd: list[str], env: dict) -> tuple[float, float, list[float]]:
     t0 = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     if out.returncode != 0:
         sys.exit(f"benchmark command failed ({' '.join(cmd[:4])} …):\n{out.stderr[-2000:]}")
-    runtime = [line for line in out.stdout.splitlines() if line.startswith("TRAIN_RUNTIME")]
-    return float(runtime[-1].split()[1]), wall
+    lines = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines() if line[:1].isupper()}
+    return float(lines["TRAIN_RUNTIME"][0]), wall, [float(v) for v in lines["ACCURACY"]]
 
 
 def main() -> None:
@@ -82,14 +105,19 @@ def main() -> None:
     grpo_cfg = OmegaConf.load(CONF / "method" / "grpo.yaml").grpo
     model_dir = str(ensure_tiny_model(model_cfg.tiny, Path(cache) / "tiny"))
     lr = float(grpo_cfg.learning_rate) * 16 / args.group_size  # what geometry.scale_lr gives
-    shared = {"model": model_dir, "n_train": 64, "generator": OmegaConf.to_container(data_cfg.generator),
+    # the method's own GRPOConfig values (schedule, loss type, beta, ...), as mathreason passes them
+    trl_keys = {k: v for k, v in OmegaConf.to_container(grpo_cfg).items() if k not in ("learning_rate", "extra")}
+    trl_keys["log_completions"] = False
+    eval_cfg = OmegaConf.load(CONF / "config.yaml").eval
+    shared = {"model": model_dir, "n_train": 64, "n_eval": 8, "eval_max_new_tokens": int(eval_cfg.max_new_tokens),
+              "generator": OmegaConf.to_container(data_cfg.generator),
               "group": args.group_size, "rollouts": args.rollouts, "steps": args.steps, "lr": lr,
-              "max_len": int(grpo_cfg.max_completion_length)}
+              "grpo": trl_keys}
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled", "MATHREASON_SUMMARY_JSON": "1"}
-    ours, plain, ours_wall, plain_wall = [], [], [], []
+    ours, plain, ours_wall, plain_wall, accuracies = [], [], [], [], []
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            rt, wall = run([sys.executable, "-c", PLAIN, json.dumps(shared)], env)
+            rt, wall, plain_acc = run([sys.executable, "-c", PLAIN, json.dumps(shared)], env)
             plain.append(rt)
             plain_wall.append(wall)
             cmd = [sys.executable, "-m", "mathreason.run", "method=grpo", f"group_size={args.group_size}",
@@ -103,6 +131,8 @@ def main() -> None:
                 sys.exit(f"mathreason run failed:\n{out.stderr[-2000:]}")
             summary = json.loads(out.stdout.strip().splitlines()[-1])
             ours.append(float(summary["train_runtime"]))
+            ours_acc = [summary["baseline/accuracy_strict"], summary["final/accuracy_strict"]]
+            accuracies.append((plain_acc, ours_acc))
     runtime_ratio = statistics.median(o / p for o, p in zip(ours, plain))
     process_ratio = statistics.median(o / p for o, p in zip(ours_wall, plain_wall))
     print(f"tiny GRPO, G={args.group_size}, {args.rollouts} rollouts/step, {args.steps} steps, {args.repeats} paired repeats")
@@ -111,8 +141,14 @@ def main() -> None:
     for what, ratio in (("train_runtime", runtime_ratio), ("whole process", process_ratio)):
         print(f"ratio mathreason / plain TRL ({what}, median of paired runs): {ratio:.3f}  "
               f"(target <= 1.05: {'met' if ratio <= 1.05 else 'MISSED'})")
-    print("mathreason's train_runtime includes its telemetry, the final in-loop eval of 8 problems and its logging; "
-          "its process also loads configs, validates, evaluates the baseline and writes the run dir")
+    gap = statistics.median(o - p for o, p in zip(ours_wall, plain_wall))
+    print(f"whole-process gap, median: {gap:+.2f} s")
+    for (plain_acc, ours_acc) in accuracies:
+        print(f"held-out strict accuracy before -> after: plain {plain_acc[0]:.3f} -> {plain_acc[1]:.3f}, "
+              f"mathreason {ours_acc[0]:.3f} -> {ours_acc[1]:.3f}")
+    print("Same work on both sides: the same training, and a greedy before/after check on the same 8 held-out "
+          "items. mathreason's train_runtime includes its telemetry, the final in-loop eval and its logging; its "
+          "process also composes and validates the config and writes the run dir.")
 
 
 if __name__ == "__main__":

@@ -94,6 +94,7 @@ def make_progress_callback(desc: str):
 
     class Progress(TrainerCallback):
         bar = None
+        shown: dict[str, str] = {}
 
         def on_train_begin(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
@@ -112,8 +113,9 @@ def make_progress_callback(desc: str):
                 value = logs.get(key, logs.get(f"train/{key}"))
                 if label not in shown and isinstance(value, (int, float)):
                     shown[label] = fmt.format(value)
-            if shown:
-                self.bar.set_postfix(shown, refresh=True)
+            if shown:  # a record without rewards (the end-of-training summary) keeps the last ones
+                self.shown = {**self.shown, **shown}
+                self.bar.set_postfix(self.shown, refresh=True)
 
         def on_train_end(self, args, state, control, **kwargs):
             if self.bar is not None:

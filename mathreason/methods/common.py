@@ -225,18 +225,20 @@ def prepare_resume(ctx: RunContext, telemetry: Telemetry) -> str | None:
 
 def train_with_evals(trainer, ctx: RunContext, resume_from_checkpoint: str | None) -> None:
     """``trainer.train()`` with held-out evals: the baseline (step 0) before
-    it, so TRL's ``train_runtime`` times training, not the baseline eval;
-    every ``eval.every_n_steps`` and at the last step inside it."""
+    it and the final one after it, so TRL's ``train_runtime`` times training,
+    not evaluation; every ``eval.every_n_steps`` before the last step inside it."""
     callback = make_eval_callback(trainer, ctx)
     trainer.add_callback(callback)
     if resume_from_checkpoint is None and trainer.telemetry.step_offset == 0:
         trainer.log(callback.evaluate(0))
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    trainer.log(callback.evaluate(trainer.telemetry.step_offset + trainer.state.global_step))
 
 
 def make_eval_callback(trainer, ctx: RunContext):
-    """Evaluate every ``eval.every_n_steps`` and at the last step; results ride
-    along with the trainer's next log record. Steps count from
+    """Evaluate every ``eval.every_n_steps`` before the last step (the last
+    one is evaluated after ``train()``); results ride along with the trainer's
+    next log record. Steps count from
     ``telemetry.step_offset`` (DPO rounds continue the axis)."""
     from transformers import TrainerCallback
 
@@ -257,7 +259,7 @@ def make_eval_callback(trainer, ctx: RunContext):
 
         def on_step_end(self, args, state, control, **kwargs):
             step = telemetry.step_offset + state.global_step
-            if (every and step % every == 0) or state.global_step >= state.max_steps:
+            if every and step % every == 0 and state.global_step < state.max_steps:
                 telemetry.pending.update(self.evaluate(step))
                 control.should_log = True
 
