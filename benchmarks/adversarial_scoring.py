@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from mathreason.answers import MAX_ANSWER_CHARS, answers_match
-from mathreason.evaluation import score_completion
-from mathreason.rewards import build_reward_funcs, score_completions
+from mathreason.scoring.answers import MAX_ANSWER_CHARS, answers_match
+from mathreason.scoring.evaluation import score_completion
+from mathreason.scoring.rewards import build_reward_funcs, score_completions
 
 SEED = {"correctness": 2.0, "strict_format": 0.5, "soft_format": 0.5, "integer": 0.5, "xmlcount": 1.0}
 GOLDS = {"gsm8k": "5", "number": "5", "latex": r"\frac{1}{2}", "boxed": r"\frac{1}{2}"}

@@ -27,8 +27,8 @@ def main() -> None:
     from hydra import compose, initialize_config_module
 
     from mathreason.data.loaders import load_split
-    from mathreason.evaluation import evaluate
     from mathreason.models.load import load_model_and_tokenizer
+    from mathreason.scoring.evaluation import evaluate
 
     with initialize_config_module("mathreason.conf", version_base="1.3"):
         cfg = compose("config", overrides=["data=gsm8k", f"data.path={args.data}"])

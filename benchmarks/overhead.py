@@ -35,10 +35,10 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
-from mathreason.answers import answers_match, extract_xml_answer
+from mathreason.scoring.answers import answers_match, extract_xml_answer
 from mathreason.data.arith import make_split
 from mathreason.data.prompts import build_prompt
-from mathreason.rewards import REWARD_FUNCS
+from mathreason.scoring.rewards import REWARD_FUNCS
 
 a = json.loads(sys.argv[1])
 model = AutoModelForCausalLM.from_pretrained(a["model"])

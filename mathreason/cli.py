@@ -23,7 +23,7 @@ def known_keys() -> list[str]:
     """Every key of the config schema (``grpo.learning_rate``, ...) and every config group."""
     import dataclasses
 
-    import mathreason.schema as schema
+    import mathreason.config.schema as schema
 
     def walk(cls, prefix: str) -> list[str]:
         out = []
@@ -104,8 +104,8 @@ def show_derived(argv: list[str]) -> None:
         return
     from hydra import compose, initialize_config_dir, initialize_config_module
 
-    from mathreason.geometry import describe
-    from mathreason.schema import validate
+    from mathreason.config.geometry import describe
+    from mathreason.config.schema import validate
 
     config_dir = flags.get("--config-dir", flags.get("-cd"))
     config_name = flags.get("--config-name", flags.get("-cn", "config"))
@@ -117,7 +117,7 @@ def show_derived(argv: list[str]) -> None:
         return
     typed = validate(cfg, overrides)
     n_train = typed.data.n_train if typed.data.generator is not None else None
-    print("# derived by mathreason.geometry (not keys; logged as geometry/* in run.json and W&B):")
+    print("# derived by mathreason.config.geometry (not keys; logged as geometry/* in run.json and W&B):")
     for line in describe(typed, n_train):
         print(f"#   {line}")
 

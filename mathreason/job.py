@@ -20,7 +20,7 @@ from mathreason.cli import fail, one_line
 from mathreason.console import EVAL_LINES, phase, quiet_libraries
 from mathreason.errors import Interrupted, UserError
 from mathreason.records import CONFIG_FILE
-from mathreason.run_dir import (
+from mathreason.records.run_dir import (
     check_reuse,
     claim,
     comparable_config,
@@ -76,11 +76,11 @@ def setup_torch(cfg: DictConfig) -> str:
 
 
 def run_job(cfg: DictConfig) -> dict[str, Any]:
+    from mathreason.config.schema import preflight, validate
     from mathreason.errors import NumericFault
     from mathreason.methods import METHODS
     from mathreason.methods.common import RunContext
-    from mathreason.schema import preflight, validate
-    from mathreason.telemetry import finish_wandb, init_wandb, scrub_secrets
+    from mathreason.records.telemetry import finish_wandb, init_wandb, scrub_secrets
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)

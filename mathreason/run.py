@@ -2,7 +2,7 @@
 
 Hydra composes ``mathreason/conf/`` (config groups model, data, method, reward, logger,
 experiment; the group size is one key, ``group_size``), the config is
-validated (``mathreason.schema``) before anything heavy is imported, then
+validated (``mathreason.config.schema``) before anything heavy is imported, then
 the job runs (``mathreason.job``). ``--help`` and ``--cfg job`` never import
 torch.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mathreason.run_dir import slug
+from mathreason.records.run_dir import slug
 
 OmegaConf.register_new_resolver("mr_slug", slug, replace=True)
 

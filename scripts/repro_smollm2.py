@@ -91,14 +91,16 @@ def cmd_sft() -> dict:
     """LoRA SFT on the SFT items in the exact eval format; saves WORK/sft_adapter."""
     import torch
     from datasets import Dataset
-    from omegaconf import OmegaConf
     from trl import SFTConfig, SFTTrainer
 
     from mathreason.data.prompts import build_prompt, format_completion
     from mathreason.models.load import load_model_and_tokenizer
 
     torch.set_num_threads(1)
-    model_cfg = OmegaConf.load(ROOT / "mathreason" / "conf" / "model" / "smollm2-135m-instruct.yaml")
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("mathreason.conf", version_base="1.3"):
+        model_cfg = compose("config", overrides=["model=smollm2-135m-instruct"]).model
     cache = Path(__import__("os").environ.get("MATHREASON_CACHE_DIR", Path.home() / ".cache" / "mathreason"))
     model, tok, peft_config = load_model_and_tokenizer(model_cfg, cache, "cpu")
     rows = [json.loads(line) for line in (WORK / "sft.jsonl").open()]

@@ -52,7 +52,7 @@ def slurm_running() -> bool:
 
 
 def cuda_available() -> bool:
-    from mathreason.schema import cuda_available as available
+    from mathreason.config.schema import cuda_available as available
 
     return available()
 

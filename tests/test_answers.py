@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from mathreason.answers import (
+from mathreason.data.prompts import format_completion
+from mathreason.scoring.answers import (
     MAX_ANSWER_CHARS,
     MAX_SPANS,
     GoldParseError,
@@ -18,8 +19,7 @@ from mathreason.answers import (
     parse_gold,
     parse_number,
 )
-from mathreason.data.prompts import format_completion
-from mathreason.evaluation import score_completion
+from mathreason.scoring.evaluation import score_completion
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -516,7 +516,7 @@ def test_aime24_golds_match_their_solutions():
 def test_answers_sympy_would_take_seconds_on_are_not_sent_to_math_verify(answer, monkeypatch):
     """Deep nesting and power towers are no final answer: scored 0 without
     calling math-verify (which would spend its whole timeout on them)."""
-    import mathreason.answers as answers
+    import mathreason.scoring.answers as answers
 
     parse, parsed = answers._math_verify_parse, []
     monkeypatch.setattr(answers, "_math_verify_parse", lambda text: parsed.append(text) or parse(text))
@@ -527,6 +527,6 @@ def test_answers_sympy_would_take_seconds_on_are_not_sent_to_math_verify(answer,
 
 @pytest.mark.parametrize(("answer", "gold"), [("2^{10}", "1024"), ("x^2 + 1", "x^2+1"), ("((3))", "3")])
 def test_ordinary_powers_and_brackets_still_score(answer, gold):
-    from mathreason.answers import answers_match
+    from mathreason.scoring.answers import answers_match
 
     assert answers_match(answer, gold, "latex")

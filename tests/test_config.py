@@ -9,9 +9,9 @@ import sys
 import pytest
 from helpers import CONF, ROOT, compose, cuda_available, run_cli
 
+from mathreason.config.geometry import plan_geometry
+from mathreason.config.schema import preflight, validate
 from mathreason.errors import UserError
-from mathreason.geometry import plan_geometry
-from mathreason.schema import preflight, validate
 
 GROUPS = ["model", "data", "method", "reward", "logger", "experiment"]
 
@@ -124,7 +124,7 @@ def test_cfg_job_shows_the_seed_setup(tmp_path):
 @pytest.mark.parametrize(("size", "prompts", "lr"), [(2, 32, "0.00024"), (16, 4, "3e-05")])
 def test_cfg_job_shows_the_derived_geometry(tmp_path, size, prompts, lr):
     """The composed config is followed by the geometry it implies, as YAML
-    comments (the output still parses), worked out by mathreason.geometry."""
+    comments (the output still parses), worked out by mathreason.config.geometry."""
     import yaml
 
     out = run_cli(["method=grpo", f"group_size={size}", "--cfg", "job"], cwd=tmp_path)

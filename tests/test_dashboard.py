@@ -46,7 +46,7 @@ def test_every_key_is_logged_by_our_runs(workspace):
 
 
 def test_reward_components_match_the_registry():
-    from mathreason.rewards import REWARD_FUNCS
+    from mathreason.scoring.rewards import REWARD_FUNCS
 
     assert set(dashboard.REWARD_COMPONENTS) == set(REWARD_FUNCS)
 

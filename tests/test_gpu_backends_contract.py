@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from helpers import compose, requires_gpu
 
+from mathreason.config.geometry import plan_geometry
+from mathreason.config.schema import _check_types
 from mathreason.errors import UserError
-from mathreason.geometry import plan_geometry
-from mathreason.schema import _check_types
 
 # Unsloth's documented keyword arguments (unsloth.ai docs, GRPO notebooks).
 UNSLOTH_FROM_PRETRAINED = {"model_name", "max_seq_length", "dtype", "load_in_4bit", "fast_inference",
@@ -115,7 +115,7 @@ def test_paper_preset_passes_its_geometry_to_trl(tmp_path):
 
 
 def test_gpu_only_options_stop_before_training_on_cpu():
-    from mathreason.schema import cuda_available, preflight, validate
+    from mathreason.config.schema import cuda_available, preflight, validate
 
     if cuda_available():
         pytest.skip("this machine has a GPU")

@@ -12,7 +12,7 @@ from test_training import SHORT, only_run_dir, records
 pytestmark = pytest.mark.slow
 
 PLUGIN = '''
-from mathreason.rewards import register_reward
+from mathreason.scoring.rewards import register_reward
 
 
 @register_reward

@@ -10,7 +10,7 @@ import yaml
 from helpers import CONF, compose
 from omegaconf import MISSING
 
-from mathreason import schema
+from mathreason.config import schema
 from mathreason.data.arith import KNOBS, generate_problems
 from mathreason.errors import UserError
 from mathreason.models.tiny import resolve_spec

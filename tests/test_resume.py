@@ -124,7 +124,7 @@ def test_several_damaged_checkpoints_one_line_each(tmp_path, caplog):
 
 def test_prepare_resume_keeps_metrics_up_to_the_chosen_checkpoint(tmp_path, caplog):
     from mathreason.methods.common import prepare_resume
-    from mathreason.telemetry import Telemetry
+    from mathreason.records.telemetry import Telemetry
 
     for step in (2, 4):
         make_checkpoint(tmp_path / "checkpoints", step)
@@ -146,7 +146,7 @@ def test_prepare_resume_keeps_metrics_up_to_the_chosen_checkpoint(tmp_path, capl
 
 
 def test_torn_last_metrics_line_is_removed_with_one_warning(tmp_path, caplog):
-    from mathreason.telemetry import MetricsFile
+    from mathreason.records.telemetry import MetricsFile
 
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 0, "a": 1}\n{"step": 1, "a": 2}\n{"step": 2, "a"')
@@ -165,7 +165,7 @@ def test_torn_last_metrics_line_is_removed_with_one_warning(tmp_path, caplog):
 
 @pytest.mark.parametrize("tail", ['{"step": 2, "a": 3}', '\x00\x00\x00\x00', '{"step": 2, "a": [1, 2\n'])
 def test_metrics_tail_variants(tmp_path, caplog, tail):
-    from mathreason.telemetry import MetricsFile
+    from mathreason.records.telemetry import MetricsFile
 
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 0}\n{"step": 1}\n' + tail)
@@ -180,7 +180,7 @@ def test_metrics_tail_variants(tmp_path, caplog, tail):
 
 
 def test_damage_inside_metrics_names_the_line(tmp_path):
-    from mathreason.telemetry import MetricsFile
+    from mathreason.records.telemetry import MetricsFile
 
     (tmp_path / "metrics.jsonl").write_text('{"step": 0}\n{"step": 1, oops}\n{"step": 2}\n')
     with pytest.raises(ValueError, match=r"metrics.jsonl:2: not a JSON record"):
@@ -218,7 +218,7 @@ def warnings_of(caplog) -> list[str]:
 
 def test_auto_without_key_is_offline_with_one_info_line(no_wandb_env, caplog, tmp_path):
     """Offline is the normal default without a key: said once, not warned."""
-    from mathreason.telemetry import choose_wandb_mode
+    from mathreason.records.telemetry import choose_wandb_mode
 
     with caplog.at_level(logging.INFO, logger="mathreason"):
         assert choose_wandb_mode("auto", tmp_path) == "offline"
@@ -229,7 +229,7 @@ def test_auto_without_key_is_offline_with_one_info_line(no_wandb_env, caplog, tm
 
 
 def test_online_without_key_or_network_falls_back_with_one_warning(no_wandb_env, monkeypatch, caplog, tmp_path):
-    from mathreason.telemetry import choose_wandb_mode
+    from mathreason.records.telemetry import choose_wandb_mode
 
     with caplog.at_level(logging.WARNING, logger="mathreason"):
         assert choose_wandb_mode("online", tmp_path) == "offline"
@@ -244,7 +244,7 @@ def test_online_without_key_or_network_falls_back_with_one_warning(no_wandb_env,
 
 
 def test_auto_with_key_and_no_network_is_offline_with_one_warning(no_wandb_env, monkeypatch, caplog, tmp_path):
-    from mathreason.telemetry import choose_wandb_mode
+    from mathreason.records.telemetry import choose_wandb_mode
 
     monkeypatch.setenv("WANDB_API_KEY", "fake-key-0123456789abcdef0123456789abcdef01234567")
     with caplog.at_level(logging.WARNING, logger="mathreason"):
@@ -256,7 +256,7 @@ def test_auto_with_key_and_no_network_is_offline_with_one_warning(no_wandb_env, 
 
 
 def test_auto_with_key_and_network_is_online(no_wandb_env, monkeypatch, caplog, tmp_path):
-    from mathreason.telemetry import choose_wandb_mode
+    from mathreason.records.telemetry import choose_wandb_mode
 
     monkeypatch.setenv("WANDB_API_KEY", "fake-key")
     monkeypatch.setenv("WANDB_BASE_URL", "http://wandb.example.org:8080")
@@ -269,7 +269,7 @@ def test_auto_with_key_and_network_is_online(no_wandb_env, monkeypatch, caplog, 
 
 
 def test_netrc_login_and_a_hanging_probe(no_wandb_env, monkeypatch, caplog, tmp_path):
-    import mathreason.telemetry as telemetry
+    import mathreason.records.telemetry as telemetry
 
     (tmp_path / "netrc").write_text("machine api.wandb.ai\n  login user\n  password secret\n")
     monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
@@ -290,7 +290,7 @@ def test_netrc_login_and_a_hanging_probe(no_wandb_env, monkeypatch, caplog, tmp_
 
 @pytest.mark.parametrize("mode", ["offline", "disabled"])
 def test_explicit_mode_is_kept(no_wandb_env, caplog, mode):
-    from mathreason.telemetry import choose_wandb_mode
+    from mathreason.records.telemetry import choose_wandb_mode
 
     assert choose_wandb_mode(mode) == mode
     assert no_wandb_env == [] and warnings_of(caplog) == []
@@ -325,7 +325,7 @@ def test_offline_wandb_resume_continues_one_run(tmp_path, clean_wandb_env):
     dir is left, with the same run id and every step once, in order."""
     import wandb
 
-    from mathreason.telemetry import MetricsFile, finish_wandb, init_wandb, replay_wandb_history
+    from mathreason.records.telemetry import MetricsFile, finish_wandb, init_wandb, replay_wandb_history
 
     metrics = MetricsFile(tmp_path)
 

@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 
 from mathreason.data.prompts import build_prompt, format_completion
 from mathreason.errors import UserError
-from mathreason.rewards import (
+from mathreason.scoring.rewards import (
     REWARD_FUNCS,
     build_reward_funcs,
     completion_text,

@@ -29,12 +29,11 @@ def smollm2(smollm2_cache):
     import torch
 
     torch.set_num_threads(1)  # as threads=1 below: on 2 shared cores more threads only spin
-    from helpers import CONF
-    from omegaconf import OmegaConf
+    from helpers import compose
 
     from mathreason.models.load import load_model_and_tokenizer
 
-    cfg = OmegaConf.load(CONF / "model" / "smollm2-135m-instruct.yaml")
+    cfg = compose(["model=smollm2-135m-instruct"]).model  # config.yaml's base + the option
     model, tok, peft_config = load_model_and_tokenizer(cfg, smollm2_cache, "cpu")
     return model, tok, peft_config
 

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mathreason.answers import FORMATS, GoldParseError, parse_gold
 from mathreason.data.prompts import build_prompt
 from mathreason.errors import UserError
+from mathreason.scoring.answers import FORMATS, GoldParseError, parse_gold
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mathreason.records import ROLLOUTS, STEP, STRICT, TOKENS, WALL
-from mathreason.telemetry import Telemetry, TelemetryMixin
+from mathreason.records.telemetry import Telemetry, TelemetryMixin
 
 log = logging.getLogger("mathreason")
 
@@ -207,7 +207,7 @@ def prepare_resume(ctx: RunContext, telemetry: Telemetry) -> str | None:
     """Resume from the last checkpoint if this run has one: keep the metrics
     logged up to it (later records are work that is redone) and continue the
     counters. Without a checkpoint, start the metrics afresh."""
-    from mathreason.telemetry import replay_wandb_history
+    from mathreason.records.telemetry import replay_wandb_history
 
     ckpt = last_checkpoint(ctx) if ctx.resume else None
     step = int(Path(ckpt).name.split("-")[-1]) if ckpt else -1
@@ -243,7 +243,7 @@ def make_eval_callback(trainer, ctx: RunContext):
     from transformers import TrainerCallback
 
     from mathreason.console import EVAL_LINES
-    from mathreason.evaluation import evaluate
+    from mathreason.scoring.evaluation import evaluate
 
     every = int(ctx.cfg.eval.every_n_steps)
     telemetry = trainer.telemetry
@@ -269,7 +269,7 @@ def make_eval_callback(trainer, ctx: RunContext):
 def summarize(ctx: RunContext, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run's summary from its own metrics file: baseline and final eval,
     wall-clock, peak memory, rollouts."""
-    from mathreason.telemetry import MetricsFile
+    from mathreason.records.telemetry import MetricsFile
 
     records = MetricsFile(ctx.run_dir).records()
     evals = [r for r in records if STRICT in r]
@@ -304,7 +304,7 @@ def trl_config(cls: type, args: dict[str, Any], section: str):
 def record_effective(ctx: RunContext, values: dict[str, Any]) -> None:
     """The values that actually trained (e.g. the lr after geometry scaling),
     beside the configured ones: ``effective`` in run.json and in W&B's config."""
-    from mathreason.run_dir import write_state
+    from mathreason.records.run_dir import write_state
 
     write_state(ctx.run_dir, effective=values)
     if ctx.wandb_mode != "disabled":

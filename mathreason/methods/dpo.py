@@ -75,9 +75,9 @@ def build_pairs(rows: list[dict], samples: list[list[str]], totals: list[list[fl
 
 def mine_pairs(model, tokenizer, rows: list[dict], ctx: RunContext, round_no: int) -> tuple[list[dict], dict]:
     """Sample K completions per question with the current policy and pair them."""
-    from mathreason.answers import answers_match, extract_xml_answer
-    from mathreason.evaluation import generate_completions
-    from mathreason.rewards import build_reward_funcs, score_completions
+    from mathreason.scoring.answers import answers_match, extract_xml_answer
+    from mathreason.scoring.evaluation import generate_completions
+    from mathreason.scoring.rewards import build_reward_funcs, score_completions
 
     mining = ctx.cfg.dpo.mining
     k = int(mining.samples_per_question)
@@ -287,7 +287,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
 
     from mathreason.methods.common import find_checkpoint
     from mathreason.models.load import load_model_and_tokenizer
-    from mathreason.telemetry import Telemetry, replay_wandb_history
+    from mathreason.records.telemetry import Telemetry, replay_wandb_history
 
     cfg = ctx.cfg
     rounds = int(cfg.dpo.rounds)

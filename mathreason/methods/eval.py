@@ -21,7 +21,7 @@ log = logging.getLogger("mathreason")
 def finished_record(ctx: RunContext) -> dict | None:
     """The metrics record of an earlier attempt's finished pass, if its
     per-sample outputs are complete too (one line per eval row)."""
-    from mathreason.telemetry import MetricsFile
+    from mathreason.records.telemetry import MetricsFile
 
     records = [r for r in MetricsFile(ctx.run_dir).records() if r.get("step") == 0 and STRICT in r]
     if not records:
@@ -35,7 +35,7 @@ def finished_record(ctx: RunContext) -> dict | None:
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
-    from mathreason.telemetry import MemoryMeter, MetricsFile, Telemetry, replay_wandb_history, wandb_key_names
+    from mathreason.records.telemetry import MemoryMeter, MetricsFile, Telemetry, replay_wandb_history, wandb_key_names
 
     cfg = ctx.cfg
     telemetry = Telemetry(ctx.run_dir, ctx.device)
@@ -49,8 +49,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
             log.info("eval resume: the interrupted evaluation starts over")
         telemetry.metrics.path.unlink()
     replay_wandb_history([])  # nothing kept
-    from mathreason.evaluation import evaluate
     from mathreason.models.load import load_model_and_tokenizer
+    from mathreason.scoring.evaluation import evaluate
 
     model, tokenizer, _ = load_model_and_tokenizer(cfg.model, cfg.cache_dir, ctx.device, cfg.seed)
     metrics = evaluate(model, tokenizer, ctx.eval_rows, cfg.eval, step=0, out_dir=ctx.run_dir)

@@ -1,7 +1,7 @@
 """GRPO: thin glue around TRL's GRPOTrainer.
 
 TRL owns the loss, rollouts and advantages; we set the batch geometry
-(``mathreason.geometry``), pass every ``grpo.*`` key through to GRPOConfig,
+(``mathreason.config.geometry``), pass every ``grpo.*`` key through to GRPOConfig,
 and add telemetry and eval-during-training.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mathreason.config.geometry import plan_geometry
 from mathreason.console import phase, quiet_trainer
-from mathreason.geometry import plan_geometry
 from mathreason.methods.common import (
     RunContext,
     common_training_args,
@@ -52,8 +52,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
     from trl import GRPOConfig, GRPOTrainer
 
     from mathreason.models.load import count_parameters, load_model_and_tokenizer
-    from mathreason.rewards import build_reward_funcs
-    from mathreason.telemetry import Telemetry
+    from mathreason.records.telemetry import Telemetry
+    from mathreason.scoring.rewards import build_reward_funcs
 
     cfg = ctx.cfg
     geo = plan_geometry(cfg, n_train_prompts=len(ctx.train_rows))

@@ -18,7 +18,7 @@ from mathreason.errors import UserError
 def resolve_device(device: str) -> str:
     if device != "auto":
         return device
-    from mathreason.schema import cuda_available
+    from mathreason.config.schema import cuda_available
 
     return "cuda" if cuda_available() else "cpu"
 

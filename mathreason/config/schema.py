@@ -383,7 +383,7 @@ def _validate(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     check.ranges()
     check.no_effect()
     if typed.method == "grpo":
-        from mathreason.geometry import plan_geometry
+        from mathreason.config.geometry import plan_geometry
 
         for key in typed.grpo.extra:
             if key in GRPO_DERIVED:
@@ -394,7 +394,7 @@ def _validate(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         _at_least("dpo.mining.samples_per_question", typed.dpo.mining.samples_per_question, 2)
     if not typed.reward.functions:
         raise UserError("reward.functions: at least one reward function with a weight is required")
-    from mathreason.rewards import REWARD_FUNCS, load_plugins
+    from mathreason.scoring.rewards import REWARD_FUNCS, load_plugins
 
     load_plugins(typed.reward.plugins)
     for name in typed.reward.functions:

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from mathreason.answers import answers_match, extract_lenient_answer, extract_xml_answer
 from mathreason.records import eval_file, item_id
-from mathreason.rewards import REWARD_FUNCS
+from mathreason.scoring.answers import answers_match, extract_lenient_answer, extract_xml_answer
+from mathreason.scoring.rewards import REWARD_FUNCS
 
 
 def generate_completions(

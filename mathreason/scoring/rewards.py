@@ -16,8 +16,8 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 
-from mathreason.answers import answers_match, extract_xml_answer
 from mathreason.errors import NumericFault, UserError
+from mathreason.scoring.answers import answers_match, extract_xml_answer
 
 RewardFunc = Callable[..., list]
 

@@ -36,8 +36,8 @@ class ValidateConfig(Callback):
     exception into a warning, so a user error exits here (``fail``)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from mathreason.run_dir import check_reuse, claim, remove_created
-        from mathreason.schema import validate
+        from mathreason.config.schema import validate
+        from mathreason.records.run_dir import check_reuse, claim, remove_created
 
         try:
             typed = validate(config, list(config.hydra.overrides.task))
@@ -51,7 +51,7 @@ class ValidateConfig(Callback):
             fail(err)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from mathreason.sweep_check import validate_sweep
+        from mathreason.config.sweep_check import validate_sweep
 
         try:
             validate_sweep(config)
@@ -129,7 +129,7 @@ class ReportFailures(Callback):
         self._jobs = None
         if str(OmegaConf.select(config, "hydra.sweeper._target_") or "").endswith(".BasicSweeper"):
             try:
-                from mathreason.sweep_check import sweep_jobs
+                from mathreason.config.sweep_check import sweep_jobs
 
                 self._jobs = [list(job) for job in sweep_jobs(config)]
             except Exception:  # noqa: BLE001 - the job list only improves the summary

@@ -33,7 +33,7 @@ def check_launcher(config: DictConfig) -> None:
 
 
 def validate_sweep(config: DictConfig) -> int:
-    from mathreason.schema import check_accelerator, validate
+    from mathreason.config.schema import check_accelerator, validate
 
     check_launcher(config)
     local = "Slurm" not in str(config.hydra.launcher.get("_target_", ""))  # jobs run on this machine
