@@ -24,7 +24,15 @@ from types import SimpleNamespace
 
 import pytest
 from helpers import ROOT, run_cli
-from test_sweeps import TINY, assert_one_record_per_step, complete_checkpoints, records, resumed_from, state
+from test_sweeps import (
+    TINY,
+    assert_one_record_per_step,
+    complete_checkpoints,
+    is_eval_only,
+    records,
+    resumed_from,
+    state,
+)
 
 # ---------------------------------------------------------------------------- checkpoints
 
@@ -472,7 +480,7 @@ def test_grpo_kill_then_damaged_checkpoint_and_torn_metrics(tmp_path, cache_dir)
     assert len(runs) == 1 and len(list((run_dir / "wandb" / "superseded").iterdir())) == 1
     assert run_records[0]["run_id"] == (run_dir / "wandb_id").read_text().strip()
     tracked = [h for h in history if "train/reward" in h or "eval/accuracy_strict" in h]
-    assert [h["train/global_step"] for h in tracked] == list(range(9))
+    assert [h["train/global_step"] for h in tracked] == [*range(9), 8]  # the final eval after step 8
     steps = [h["_step"] for h in history]
     assert steps == list(range(len(steps)))
 
@@ -539,7 +547,8 @@ def test_dpo_kills_resume_at_the_round_they_were_in(tmp_path, cache_dir):
         finish(reference)
         ref_dir = only_run_dir(tmp_path / "ref")
         ref_steps = [r["step"] for r in records(ref_dir)]
-        assert ref_steps == list(range(len(ref_steps)))
+        train_steps = [r["step"] for r in records(ref_dir) if not is_eval_only(r)]
+        assert train_steps == list(range(1, len(train_steps) + 1))  # each round's eval repeats its last step
         for run_dir in (run_a, run_b):
             assert state(run_dir)["status"] == "done"
             assert [r["step"] for r in records(run_dir)] == ref_steps

@@ -62,15 +62,22 @@ def complete_checkpoints(run_dir: Path, pattern: str = "checkpoints/checkpoint-*
     return sorted(steps)
 
 
+def is_eval_only(record: dict) -> bool:
+    """A held-out eval logged outside a training step (the baseline, the final eval)."""
+    return "eval/accuracy_strict" in record and not any(k in record for k in ("train/reward", "train/loss"))
+
+
 def assert_one_record_per_step(run_dir: Path, max_steps: int) -> None:
-    """Resumed or not, a finished run has the step-0 baseline eval and one
-    record per step: none duplicated, none missing, steps strictly increasing."""
-    steps = [r["step"] for r in records(run_dir)]
-    assert steps == list(range(max_steps + 1)), steps
+    """Resumed or not, a finished run has the step-0 baseline eval, one
+    training record per step 1..N and the final eval (logged after training
+    ends, at step N): none duplicated, none missing, steps never decreasing."""
     recs = records(run_dir)
-    assert "eval/accuracy_strict" in recs[0] and "eval/accuracy_strict" in recs[-1]
+    steps = [r["step"] for r in recs]
+    assert steps == [*range(max_steps + 1), max_steps], steps
+    assert is_eval_only(recs[0]) and is_eval_only(recs[-1])
+    assert not any(is_eval_only(r) for r in recs[1:-1])
     # counters continued across the interruption
-    assert [r["train/cumulative_rollouts"] for r in recs[1:]] == [16 * s for s in range(1, max_steps + 1)]
+    assert [r["train/cumulative_rollouts"] for r in recs[1:-1]] == [16 * s for s in range(1, max_steps + 1)]
     walls = [r["train/wall_clock_s"] for r in recs]
     assert walls == sorted(walls)
 
@@ -123,7 +130,7 @@ def check_two_job_sweep(sweep_dir: Path) -> list[Path]:
     for run_dir in dirs:
         assert state(run_dir)["status"] == "done", state(run_dir)
         recs = records(run_dir)
-        assert [r["step"] for r in recs] == [0, 1, 2]
+        assert [r["step"] for r in recs] == [0, 1, 2, 2]  # baseline, 2 steps, final eval
         sizes.add(recs[0]["train/geometry/group_size"])
     assert sizes == {2, 16}
     assert json.loads((sweep_dir / "failures.json").read_text()) == []

@@ -6,7 +6,8 @@ its names from here.
 A run dir::
 
     run.json               status (running|done|failed|interrupted), method, config, summary, started, finished
-    metrics.jsonl          one record per logged step: ``step`` + the W&B keys below
+    metrics.jsonl          one record per logged step: ``step`` + the W&B keys below; the baseline and
+                           final evals (logged before and after training) are records of their own
     config.yaml            the resolved config
     eval/step_XXXXXX.jsonl one record per held-out item per eval (EVAL_FIELDS)
     wandb_id, run.lock, run.log, checkpoints/, final/, wandb/
