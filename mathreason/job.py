@@ -55,6 +55,13 @@ def load_rows(cfg: DictConfig, run_dir: Path) -> tuple[list[dict] | None, list[d
         with (run_dir / "skipped_rows.jsonl").open("w") as fh:
             fh.writelines(json.dumps(s, default=str) + "\n" for s in skipped)
     train = splits.get("train")
+    if train is not None and cfg.data.generator is not None:  # generated data: held out by equation chain
+        from mathreason.data.arith import shared_chains
+
+        shared = shared_chains(train.rows, splits["eval"].rows)
+        if shared:  # the partition rules this out; seeing it means a bug in the generator
+            raise RuntimeError(f"{len(shared)} eval equation chains occur in the training prompts, "
+                               f"e.g. {min(shared)!r}")
     eval_rows = splits["eval"].rows[: cfg.eval.max_samples]  # max_samples=None keeps all
     return (train.rows if train else None), eval_rows
 

@@ -70,6 +70,29 @@ def test_train_and_eval_splits_are_disjoint_and_deterministic():
     assert not {r["question"] for r in other} & {r["question"] for r in evaluation}
 
 
+def test_no_eval_equation_chain_is_in_the_training_data():
+    """Structural hold-out: the eval split (1000 items) shares no equation chain
+    (operands, operators, results) with the RL training prompts or the tiny
+    model's warm-start problems, as the default configs generate them."""
+    from helpers import compose
+
+    from mathreason.data.arith import equation_chain, shared_chains
+    from mathreason.models.tiny import warm_start_dataset
+
+    cfg = compose([])
+    data = {**cfg.data, "n_eval": 1000}
+    train, evaluation = make_split(data, "train"), make_split(data, "eval")
+    assert len(evaluation) == 1000
+    spec = yaml_value("model/tiny.yaml", "tiny")
+    warm = [{"solution": ex["completion"][0]["content"].split("<reasoning>\n")[1].split("\n</reasoning>")[0]}
+            for ex in warm_start_dataset({**spec, "warm_start": {**spec["warm_start"], "shortcut_rate": 0.0}})]
+    assert len(warm) == spec["warm_start"]["n_problems"]
+    assert shared_chains(train, evaluation) == set()
+    assert shared_chains(warm, evaluation) == set()
+    # the check itself can fail: the same problems in other words share their chains
+    assert shared_chains(evaluation[:5], evaluation) == {equation_chain(r["solution"]) for r in evaluation[:5]}
+
+
 def test_difficulty_knobs_and_errors():
     rows = generate_problems(100, seed=0, **{**KNOBS, "min_steps": 1, "max_steps": 1, "ops": ["add"],
                                              "max_start": 9, "max_operand": 9})

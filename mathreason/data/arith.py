@@ -11,11 +11,13 @@ operation, e.g.::
     38 - 7 = 31
 
 Generation is deterministic in ``(n, seed, difficulty knobs)``. The problem
-space is split once and for all by a hash of the question text: a question is
-in the *eval* partition iff its hash bucket is below ``EVAL_PERCENT``. Train
-rows (and the tiny model's warm-start data) only come from the train
-partition, eval rows only from the eval partition, so held-out sets never
-overlap whatever seeds or knobs are used.
+space is split once and for all by the *equation chain* of a problem's
+solution (its equations: operands, operators and results, without the
+wording): a problem is in the *eval* partition iff its chain's hash bucket is
+below ``EVAL_PERCENT``. Train rows (and the tiny model's warm-start data) only
+come from the train partition, eval rows only from the eval partition, so no
+eval item's arithmetic appears, in any wording, in the training data,
+whatever seeds or knobs are used (``shared_chains`` checks it).
 
 This module must stay importable without torch (it is on the ``--help`` path).
 """
@@ -25,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mathreason.errors import UserError
@@ -152,9 +154,23 @@ def _resolve_difficulty(difficulty: Mapping[str, Any], where: str) -> dict[str, 
 # Generation
 
 
-def _in_eval_partition(question: str) -> bool:
-    bucket = int(hashlib.sha256(question.encode("utf-8")).hexdigest()[:8], 16) % 100
+def equation_chain(solution: str) -> str:
+    """The arithmetic of a worked solution without its wording: the equation
+    lines (``23 + 15 = 38; 38 - 7 = 31``), or the start value when there are none."""
+    lines = solution.split("\n")
+    equations = [line.strip() for line in lines[1:] if "=" in line]
+    return "; ".join(equations) if equations else re.findall(r"\d+", lines[0])[-1]
+
+
+def _in_eval_partition(chain: str) -> bool:
+    bucket = int(hashlib.sha256(chain.encode("utf-8")).hexdigest()[:8], 16) % 100
     return bucket < EVAL_PERCENT
+
+
+def shared_chains(train_rows: Iterable[Mapping[str, str]], eval_rows: Iterable[Mapping[str, str]]) -> set[str]:
+    """Equation chains of ``eval_rows`` that also occur in ``train_rows``
+    (empty for arith splits: the partition is by chain)."""
+    return {equation_chain(r["solution"]) for r in eval_rows} & {equation_chain(r["solution"]) for r in train_rows}
 
 
 def _person(rng: random.Random, exclude: str | None = None) -> tuple[str, str, str]:
@@ -254,7 +270,7 @@ def generate_problems(n: int, seed: int, *, partition: str | None = None, where:
         q = row["question"]
         if q in seen:
             continue
-        if partition is not None and _in_eval_partition(q) != (partition == "eval"):
+        if partition is not None and _in_eval_partition(equation_chain(row["solution"])) != (partition == "eval"):
             continue
         seen.add(q)
         rows.append(row)
