@@ -80,39 +80,23 @@ def fail(err: BaseException) -> None:
     raise SystemExit(UserError.exit_code)
 
 
-_VALUE_FLAGS = ("--cfg", "-c", "--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
-                "--package", "-p", "--info", "-i", "--experimental-rerun")
-
-
 def show_derived(argv: list[str]) -> None:
     """After ``--cfg job`` (or ``all``): the GRPO geometry the config implies
     (prompts and rollouts per step, per-device batch, scaled lr, steps), as
-    YAML comments, so the printed config stays valid YAML."""
-    flags, overrides, i = {}, [], 0
-    while i < len(argv):
-        arg = argv[i]
-        name, eq, value = arg.partition("=")
-        if name in _VALUE_FLAGS:
-            flags[name] = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
-            i += 1 if eq else 2
-            continue
-        if not arg.startswith("-"):
-            overrides.append(arg)
-        i += 1
-    cfg_type = flags.get("--cfg", flags.get("-c"))
-    if cfg_type not in ("job", "all") or "--package" in flags or "-p" in flags:
-        return
-    from hydra import compose, initialize_config_dir, initialize_config_module
+    YAML comments, so the printed config stays valid YAML. The command line is
+    read with Hydra's own argument parser."""
+    from hydra import compose, initialize_config_module
+    from hydra._internal.utils import get_args_parser
 
+    args = get_args_parser().parse_args(argv)
+    if args.cfg not in ("job", "all") or args.package or args.config_dir:
+        return  # a sweep file's own config dir (--config-dir): the printed config is all there is
     from mathreason.config.geometry import describe
     from mathreason.config.schema import validate
 
-    config_dir = flags.get("--config-dir", flags.get("-cd"))
-    config_name = flags.get("--config-name", flags.get("-cn", "config"))
-    init = (initialize_config_dir(config_dir=os.path.abspath(config_dir), version_base="1.3") if config_dir
-            else initialize_config_module("mathreason.conf", version_base="1.3"))
-    with init:
-        cfg = compose(config_name=config_name, overrides=overrides)
+    overrides = list(args.overrides)
+    with initialize_config_module("mathreason.conf", version_base="1.3"):
+        cfg = compose(config_name=args.config_name or "config", overrides=overrides)
     if cfg.get("method") != "grpo":
         return
     typed = validate(cfg, overrides)
