@@ -115,23 +115,29 @@ def main() -> None:
               "grpo": trl_keys}
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled", "MATHREASON_SUMMARY_JSON": "1"}
     ours, plain, ours_wall, plain_wall, accuracies = [], [], [], [], []
-    for _ in range(args.repeats):
+    for i in range(args.repeats):
+        # counterbalanced order (plain first in even repeats, mathreason first in odd ones), so
+        # that neither side always runs on a machine the other has just warmed up or heated
+        order = ("plain", "ours") if i % 2 == 0 else ("ours", "plain")
         with tempfile.TemporaryDirectory() as tmp:
-            rt, wall, plain_acc = run([sys.executable, "-c", PLAIN, json.dumps(shared)], env)
-            plain.append(rt)
-            plain_wall.append(wall)
-            cmd = [sys.executable, "-m", "mathreason.run", "method=grpo", f"group_size={args.group_size}",
-                   f"geometry.rollouts_per_step={args.rollouts}", f"geometry.max_steps={args.steps}",
-                   "data.n_train=64", "data.n_eval=8", "eval.max_samples=8", "eval.every_n_steps=0",
-                   "logger=none", "grpo.log_completions=false", f"cache_dir={cache}", f"hydra.run.dir={tmp}/run"]
-            t0 = time.perf_counter()
-            out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            ours_wall.append(time.perf_counter() - t0)
-            if out.returncode != 0:
-                sys.exit(f"mathreason run failed:\n{out.stderr[-2000:]}")
-            summary = json.loads(out.stdout.strip().splitlines()[-1])
-            ours.append(float(summary["train_runtime"]))
-            ours_acc = [summary["baseline/accuracy_strict"], summary["final/accuracy_strict"]]
+            for side in order:
+                if side == "plain":
+                    rt, wall, plain_acc = run([sys.executable, "-c", PLAIN, json.dumps(shared)], env)
+                    plain.append(rt)
+                    plain_wall.append(wall)
+                    continue
+                cmd = [sys.executable, "-m", "mathreason.run", "method=grpo", f"group_size={args.group_size}",
+                       f"geometry.rollouts_per_step={args.rollouts}", f"geometry.max_steps={args.steps}",
+                       "data.n_train=64", "data.n_eval=8", "eval.max_samples=8", "eval.every_n_steps=0",
+                       "logger=none", "grpo.log_completions=false", f"cache_dir={cache}", f"hydra.run.dir={tmp}/run"]
+                t0 = time.perf_counter()
+                out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                ours_wall.append(time.perf_counter() - t0)
+                if out.returncode != 0:
+                    sys.exit(f"mathreason run failed:\n{out.stderr[-2000:]}")
+                summary = json.loads(out.stdout.strip().splitlines()[-1])
+                ours.append(float(summary["train_runtime"]))
+                ours_acc = [summary["baseline/accuracy_strict"], summary["final/accuracy_strict"]]
             accuracies.append((plain_acc, ours_acc))
     runtime_ratio = statistics.median(o / p for o, p in zip(ours, plain))
     process_ratio = statistics.median(o / p for o, p in zip(ours_wall, plain_wall))
@@ -141,6 +147,9 @@ def main() -> None:
     for what, ratio in (("train_runtime", runtime_ratio), ("whole process", process_ratio)):
         print(f"ratio mathreason / plain TRL ({what}, median of paired runs): {ratio:.3f}  "
               f"(target <= 1.05: {'met' if ratio <= 1.05 else 'MISSED'})")
+    for what, a, b in (("train_runtime", ours, plain), ("whole process", ours_wall, plain_wall)):
+        ratios = sorted(o / p for o, p in zip(a, b))
+        print(f"  {what} ratio per pair, sorted: {' '.join(f'{r:.3f}' for r in ratios)}")
     gap = statistics.median(o - p for o, p in zip(ours_wall, plain_wall))
     print(f"whole-process gap, median: {gap:+.2f} s")
     for (plain_acc, ours_acc) in accuracies:
