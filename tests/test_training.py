@@ -84,6 +84,32 @@ def test_grpo_geometry_and_advantages_from_the_trainer(tmp_path, cache_dir, grou
             assert m == pytest.approx(2**-0.5, abs=2e-3)
 
 
+def test_eval_schedule_by_rollouts_sampling_at_the_last_eval_and_error_taxonomy(tmp_path, cache_dir):
+    """eval.at_rollouts evaluates where the cumulative rollouts pass each count
+    (arms of any group size meet there); sampled_evals=last samples only at the
+    end; every eval's error taxonomy covers all items."""
+    out = run_cli(
+        ["method=grpo", "group_size=2", "geometry.rollouts_per_step=32", "geometry.max_steps=4",
+         "eval.at_rollouts=[32,80,96]", "eval.num_samples=2", "eval.temperature=1.0", "eval.sampled_evals=last",
+         f"cache_dir={cache_dir}", *SHORT],
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    evals = [r for r in records(run_dir) if "eval/accuracy_strict" in r]
+    assert [r["step"] for r in evals] == [0, 1, 3, 4]  # 32, 80 (passed at 96, with 96 itself) and the end
+    assert ["eval/mean@2" in r for r in evals] == [False, False, False, True]
+    for r in evals:
+        kinds = {k: v for k, v in r.items() if k.startswith("eval/errors/")}
+        assert sorted(kinds) == sorted(f"eval/errors/{k}" for k in ("correct", "format", "arithmetic", "stop_short", "other"))
+        assert sum(kinds.values()) == pytest.approx(1.0)
+        assert kinds["eval/errors/correct"] == pytest.approx(r["eval/accuracy_strict"])
+    items = [json.loads(line) for line in (run_dir / "eval" / "step_000004.jsonl").read_text().splitlines()]
+    assert all(len(i["samples_correct"]) == 2 and i["error"] for i in items)
+    summary = json.loads((run_dir / "run.json").read_text())["summary"]
+    assert summary["final/errors/correct"] == pytest.approx(summary["final/accuracy_strict"])
+
+
 def test_eval_on_real_gsm8k_rows(tmp_path, cache_dir, shared_data):
     out = run_cli(
         ["method=eval", "data=gsm8k", f"data.path={shared_data / 'gsm8k' / 'test.jsonl'}", "eval.max_samples=48",
@@ -119,6 +145,9 @@ def test_dpo_mines_pairs_and_trains(tmp_path, cache_dir):
     recs = records(run_dir)
     assert any("train/rewards/margins" in r for r in recs)
     assert recs[0]["train/mining/pairs"] == len(pairs)
+    # the sampling budget in tokens as well as samples (GRPO's train/cumulative_generated_tokens)
+    assert stats["generated_tokens"] > stats["samples"]
+    assert recs[-1]["train/cumulative_generated_tokens"] == stats["generated_tokens"]
 
     # the saved pair file is reusable: dpo.pairs_path skips mining
     again = run_cli(

@@ -32,7 +32,7 @@ LAYOUT: list[tuple[str, bool, list[tuple]]] = [
         ("line", "Reward (weighted sum)", STEP_AXIS, [R.REWARD]),
         *(("line", f"Reward: {fn}", STEP_AXIS, [R.reward_key(fn)]) for fn in REWARD_COMPONENTS),
         ("line", "Reward std within groups", STEP_AXIS, [f"{R.REWARD}_std"]),
-        ("line", "Fraction of groups with zero reward std", STEP_AXIS, ["train/frac_reward_zero_std"]),
+        ("line", "Fraction of groups with zero reward std", STEP_AXIS, [R.ZERO_SIGNAL]),
     ]),
     ("Accuracy", True, [
         ("line", f"{kind.capitalize()} accuracy vs {_X_TITLES[x]}", x, [key])

@@ -53,6 +53,7 @@ def summarize(arms: list[Arm], items: pd.DataFrame, frac: float = 0.9, **opts) -
     """Fill ``arm.stats``; returns (per-arm table, paired comparisons)."""
     baseline = {a.model_data: a for a in arms if a.kind == R.BASELINE}
     finals: dict[str, pd.DataFrame] = {}
+    sampled: dict[str, pd.DataFrame] = {}  # mean@k per seed and item (arms whose evals sampled)
     rows = []
     for arm in arms:
         s = arm.stats
@@ -62,6 +63,9 @@ def summarize(arms: list[Arm], items: pd.DataFrame, frac: float = 0.9, **opts) -
             m = matrix(items, arm, phase, value)
             if key == "strict":
                 finals[arm.label] = m
+            if key == "sampled":
+                m = m.dropna(axis=1, how="all")
+                sampled[arm.label] = m
             if m.size:
                 s[key] = stats.mean_ci(m.to_numpy(float), **opts)
             elif key != "sampled":  # no per-item records: the seeds' metrics.jsonl values
@@ -75,11 +79,16 @@ def summarize(arms: list[Arm], items: pd.DataFrame, frac: float = 0.9, **opts) -
             if base is not None and base.size and finals[arm.label].size:
                 a, b = paired(finals[arm.label], base)
                 s["gain"] = stats.paired_difference(a, b, **opts) if a.size else stats.NAN
+            # mean@k against the baseline arm's (the training arms sample at their last eval only)
+            base_k = sampled.get(baseline[arm.model_data].label) if arm.model_data in baseline else None
+            if base_k is not None and base_k.size and sampled[arm.label].size:
+                a, b = paired(sampled[arm.label], base_k)
+                s["sampled_gain"] = stats.paired_difference(a, b, **opts) if a.size else stats.NAN
         _curve(arm, items, frac, opts)
         cost = runs.iloc[0:0] if arm.from_step0 else runs  # a step-0 baseline borrows evals, not cost
         rows.append({"arm": arm.label, "kind": arm.kind, "model": arm.model_data[0], "data": arm.model_data[1],
                      "group_size": arm.group_size, "n_seeds": len(arm.seeds), "seeds": ";".join(map(str, arm.seeds)),
-                     **{f"{k}_{f}": getattr(s.get(k, stats.NAN), f) for k in ("strict", "lenient", "sampled", "gain")
+                     **{f"{k}_{f}": getattr(s.get(k, stats.NAN), f) for k in ("strict", "lenient", "sampled", "gain", "sampled_gain")
                         for f in ("mean", "ci_low", "ci_high")},
                      "gain_p": s.get("gain", stats.NAN).p,
                      **{f"rollouts_to_{frac:g}_gain{suffix}": getattr(s.get("reach", stats.NAN), f)
@@ -87,6 +96,7 @@ def summarize(arms: list[Arm], items: pd.DataFrame, frac: float = 0.9, **opts) -
                      "n_items": s["strict"].n_items if "strict" in s else 0,
                      "peak_memory_mb": cost["peak_memory_mb"].mean(), "wall_clock_s": cost["wall_clock_s"].mean(),
                      "total_rollouts": cost["total_rollouts"].mean(), "steps": cost["steps"].mean(),
+                     "generated_tokens": cost["generated_tokens"].mean(), "zero_signal": cost["zero_signal"].mean(),
                      "memory_keys": ";".join(sorted(set(cost["memory_key"].dropna()))), "baseline_source": arm.source})
     comps = []
     for arm in arms:
@@ -109,10 +119,16 @@ def summarize(arms: list[Arm], items: pd.DataFrame, frac: float = 0.9, **opts) -
 
 def ratios_2grpo(arms: list[Arm], items: pd.DataFrame, table: pd.DataFrame, **opts) -> list[dict]:
     """2-GRPO vs 16-GRPO per setup that has both arms: the gain ratio with its
-    bootstrap CI (seeds and items paired across the four matrices), and cost ratios."""
+    bootstrap CI (seeds and items paired across the four matrices), and cost ratios.
+    Every G=2 arm (e.g. with and without lr scaling) is compared with the setup's
+    G=16 arm; with several G=16 arms, with the one whose label matches."""
     out, by = [], table.set_index("arm")
-    for g2, g16 in itertools.product([a for a in arms if a.kind == "grpo"], repeat=2):
-        if g2.group_size != 2 or g16.group_size != 16 or g2.label.replace("G=2", "G=16", 1) != g16.label:
+    grpo = [a for a in arms if a.kind == "grpo"]
+    for g2, g16 in itertools.product(grpo, repeat=2):
+        if g2.group_size != 2 or g16.group_size != 16 or g2.model_data != g16.model_data:
+            continue
+        n16 = sum(a.group_size == 16 and a.model_data == g16.model_data for a in grpo)
+        if n16 > 1 and g2.label.replace("G=2", "G=16", 1) != g16.label:
             continue
         mats = paired(matrix(items, g2, "final"), matrix(items, g2, "baseline"),
                       matrix(items, g16, "final"), matrix(items, g16, "baseline"))
@@ -143,15 +159,30 @@ def markdown_table(arms: list[Arm], table: pd.DataFrame, frac: float) -> str:
         reach = s.get("reach")
         rows.append({"arm": arm.label, "seeds": len(arm.seeds), "final strict (%) [95% CI]": _pct(s.get("strict")),
                      "final lenient (%)": _pct(s.get("lenient")),
+                     "final mean@k (%) [95% CI]": _pct(s.get("sampled")),
+                     "mean@k gain (pp) [95% CI]": _pct(s.get("sampled_gain"), signed=True),
                      "gain (pp) [95% CI]": _pct(s.get("gain"), signed=True),
                      "p": _num(s["gain"].p, "{:.3g}") if "gain" in s else "—",
                      f"rollouts to {100 * frac:g}% of gain [95% CI]": "—" if reach is None else (
                          "never gains" if not np.isfinite(reach.mean) else
                          f"{reach.mean:,.0f} [{_num(reach.ci_low)}, {_num(reach.ci_high)}]"),
                      "peak mem (MB)": _num(t["peak_memory_mb"]), "wall-clock (s)": _num(t["wall_clock_s"]),
-                     "rollouts": _num(t["total_rollouts"])})
+                     "rollouts": _num(t["total_rollouts"]), "generated tokens": _num(t["generated_tokens"]),
+                     "zero-signal groups (%)": _num(100 * t["zero_signal"], "{:.0f}")})
     df = pd.DataFrame(rows)
     return df.to_markdown(index=False, colalign=["left"] + ["right"] * (df.shape[1] - 1))
+
+
+def error_table(items: pd.DataFrame) -> str:
+    """The error taxonomy of the greedy answers (% of items, mean over seeds) per arm
+    at its first and last eval (``records.ERROR_KINDS``; runs older than it have none)."""
+    rows = items[items["phase"].isin(["baseline", "final"]) & items["error"].notna()]
+    if rows.empty:
+        return ""
+    share = (rows.groupby(["arm", "phase", "seed"], sort=False)["error"].value_counts(normalize=True)
+             .unstack(fill_value=0.0).groupby(level=[0, 1], sort=False).mean() * 100)
+    share = share.reindex(columns=[k for k in R.ERROR_KINDS if k in share.columns])
+    return share.round(1).reset_index().to_markdown(index=False)
 
 
 def findings(comparisons: pd.DataFrame, ratios: list[dict], arms: list[Arm]) -> tuple[list[str], list[str]]:
@@ -230,7 +261,15 @@ def build_report(paths: list[Path], out: Path, frac: float = 0.9, n_resamples: i
              f"reaches {frac:g} × its final gain, with the same bootstrap's CI ('never gains': final gain ≤ 0; a CI end "
              "'—': undefined in over 2.5% of the replicates, where the arm did not gain).",
              "- Peak memory, wall-clock (last `train/wall_clock_s`), rollouts (last `train/cumulative_rollouts`; DPO: "
-             "mining samples): means over seeds. Every per-item outcome is in `items.csv.gz`.",
+             "mining samples), generated tokens (GRPO: rollouts x mean completion length; DPO: the mined samples' "
+             "tokens): means over seeds. Zero-signal groups: GRPO groups whose rewards were all equal (zero advantage: "
+             "no gradient, yet counted in the loss normaliser of every TRL `loss_type`), mean over steps and seeds. "
+             "Every per-item outcome is in `items.csv.gz`.",
+             "", "## Error taxonomy of the greedy answers", "",
+             error_table(items) or "no per-item error records",
+             "", "Kinds (first that applies): correct; format (no `<answer>` tags); arithmetic (a false `a op b = c`); "
+             "stop_short (true equations that stop at an intermediate value of the gold solution); other (wrong "
+             "operands or operations).",
              "", "## Paired differences", "", comparisons.round(3).to_markdown(index=False) if len(comparisons) else "none",
              "", "## What this shows", "", *[f"- {line}" for line in shows or ["No paired differences."]],
              "", "## What it does not show", "", *[f"- {line}" for line in not_shown],

@@ -106,7 +106,9 @@ class Run:
                 "final_strict": ev[R.STRICT].iloc[-1] if len(ev) else np.nan,
                 "final_lenient": ev[R.LENIENT].iloc[-1] if len(ev) and R.LENIENT in ev else np.nan,
                 "peak_memory_mb": mem[1], "memory_key": mem[0], "wall_clock_s": wall,
-                "total_rollouts": rollouts, "steps": np.nan if self.method == "eval" else self.last(R.STEP)}
+                "total_rollouts": rollouts, "steps": np.nan if self.method == "eval" else self.last(R.STEP),
+                "generated_tokens": np.nan if self.method == "eval" else self.last(R.TOKENS),
+                "zero_signal": float(self.metrics[R.ZERO_SIGNAL].mean()) if R.ZERO_SIGNAL in self.metrics else np.nan}
 
 
 @dataclass
@@ -147,7 +149,7 @@ def read_items(run_dir: Path) -> pd.DataFrame:
         if "samples_correct" in df:  # mean@k of the sampled completions
             df["sampled"] = df["samples_correct"].map(lambda s: float(np.mean(s)) if s else np.nan)
         frames.append(df)
-    cols = ["step", "item_id", "correct", "correct_lenient", "sampled"]
+    cols = ["step", "item_id", "correct", "correct_lenient", "sampled", "error"]
     if not frames:
         return pd.DataFrame(columns=cols)
     return pd.concat(frames, ignore_index=True).reindex(columns=cols).astype(
@@ -259,7 +261,7 @@ def items_frame(arms: list[Arm]) -> pd.DataFrame:
     """Every per-item outcome: arm, seed, phase (baseline = the run's first eval,
     final = its last, train = those between; an eval run's one eval is its arm's
     phase: baseline or final), step, item_id, correct (greedy 0/1), correct_lenient,
-    sampled (mean@k; NaN without eval.num_samples > 1), run_dir."""
+    sampled (mean@k; NaN without eval.num_samples > 1), error (``records.ERROR_KINDS``), run_dir."""
     frames = []
     for arm in arms:
         if arm.from_step0:
@@ -277,7 +279,7 @@ def items_frame(arms: list[Arm]) -> pd.DataFrame:
             df.insert(0, "arm", arm.label)
             df["run_dir"] = str(run.path)
             frames.append(df)
-    cols = ["arm", "seed", "phase", "step", "item_id", "correct", "correct_lenient", "sampled", "run_dir"]
+    cols = ["arm", "seed", "phase", "step", "item_id", "correct", "correct_lenient", "sampled", "error", "run_dir"]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 

@@ -29,6 +29,7 @@ DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 LOGGER_MODES = ("auto", "online", "offline", "disabled")
 GEOMETRY_HOLDS = ("rollouts", "prompts")
+SAMPLED_EVALS = ("ends", "last", "all")
 # GRPOConfig fields that mathreason derives; `grpo.extra` may not set them.
 GRPO_DERIVED = {
     "reward_weights": "reward.functions (one weight per reward function)",
@@ -123,11 +124,13 @@ class GeometryCfg:
 @dataclass
 class EvalCfg:
     every_n_steps: int = MISSING
+    at_rollouts: list[int] | None = MISSING
     max_samples: int | None = MISSING
     batch_size: int = MISSING
     max_new_tokens: int = MISSING
     num_samples: int = MISSING
     temperature: float = MISSING
+    sampled_evals: str = MISSING
     save_samples: bool = MISSING
 
 
@@ -256,6 +259,7 @@ NO_EFFECT = (
     ("geometry.rollouts_per_step", lambda c: c.geometry.hold == "prompts", "geometry.hold=prompts"),
     ("geometry.lr_reference_group_size", lambda c: not c.geometry.scale_lr, "geometry.scale_lr=false"),
     ("eval.temperature", lambda c: c.eval.num_samples == 1, "eval.num_samples=1 decodes greedily"),
+    ("eval.sampled_evals", lambda c: c.eval.num_samples == 1, "eval.num_samples=1 decodes greedily"),
     ("rollout.vllm_", lambda c: c.rollout.engine != "vllm", "rollout.engine=transformers"),
 )
 
@@ -362,8 +366,11 @@ def _validate(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         raise UserError(f"{typed.method}: settings missing; select the method with method={typed.method}")
     for key, allowed in (("device", DEVICES), ("model.backend", BACKENDS), ("model.dtype", DTYPES),
                          ("rollout.engine", ROLLOUT_ENGINES), ("data.answer_format", ANSWER_FORMATS),
-                         ("logger.mode", LOGGER_MODES), ("geometry.hold", GEOMETRY_HOLDS)):
+                         ("logger.mode", LOGGER_MODES), ("geometry.hold", GEOMETRY_HOLDS),
+                         ("eval.sampled_evals", SAMPLED_EVALS)):
         check.one_of(key, allowed)
+    for value in typed.eval.at_rollouts or ():
+        _at_least("eval.at_rollouts", value, 1)
     if not str(typed.cache_dir).strip():
         raise UserError("cache_dir is empty (is MATHREASON_CACHE_DIR set to an empty string?); "
                         "unset it or name a directory")

@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mathreason.records import ROLLOUTS, STEP, STRICT, TOKENS, WALL
+from mathreason.records import ERROR_KINDS, ERRORS, ROLLOUTS, STEP, STRICT, TOKENS, WALL
 from mathreason.records.telemetry import Telemetry, TelemetryMixin
 
 log = logging.getLogger("mathreason")
@@ -223,43 +223,57 @@ def prepare_resume(ctx: RunContext, telemetry: Telemetry) -> str | None:
     return ckpt
 
 
-def train_with_evals(trainer, ctx: RunContext, resume_from_checkpoint: str | None) -> None:
+def train_with_evals(trainer, ctx: RunContext, resume_from_checkpoint: str | None, last: bool = True) -> None:
     """``trainer.train()`` with held-out evals: the baseline (step 0) before
     it and the final one after it, so TRL's ``train_runtime`` times training,
-    not evaluation; every ``eval.every_n_steps`` before the last step inside it."""
+    not evaluation; the evals between inside it (``make_eval_callback``).
+    With ``eval.num_samples`` > 1 they also sample (``eval.sampled_evals``);
+    ``last=False``: the final eval is not the run's last (a DPO round before the last)."""
     callback = make_eval_callback(trainer, ctx)
     trainer.add_callback(callback)
     if resume_from_checkpoint is None and trainer.telemetry.step_offset == 0:
-        trainer.log(callback.evaluate(0))
+        trainer.log(callback.evaluate(0, sampled=ctx.cfg.eval.sampled_evals != "last"))
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-    trainer.log(callback.evaluate(trainer.telemetry.step_offset + trainer.state.global_step))
+    step = trainer.telemetry.step_offset + trainer.state.global_step
+    trainer.log(callback.evaluate(step, sampled=last or ctx.cfg.eval.sampled_evals == "all"))
 
 
 def make_eval_callback(trainer, ctx: RunContext):
-    """Evaluate every ``eval.every_n_steps`` before the last step (the last
-    one is evaluated after ``train()``); results ride along with the trainer's
-    next log record. Steps count from
-    ``telemetry.step_offset`` (DPO rounds continue the axis)."""
+    """Evaluate every ``eval.every_n_steps`` and where the cumulative rollouts
+    pass a count in ``eval.at_rollouts``, before the last step (the last one is
+    evaluated after ``train()``); results ride along with the trainer's next
+    log record. Steps count from ``telemetry.step_offset`` (DPO rounds
+    continue the axis). These evals are greedy unless ``eval.sampled_evals=all``."""
     from transformers import TrainerCallback
 
     from mathreason.console import EVAL_LINES
     from mathreason.scoring.evaluation import evaluate
 
     every = int(ctx.cfg.eval.every_n_steps)
+    at_rollouts = sorted(int(r) for r in ctx.cfg.eval.at_rollouts or ())
+    sample_all = ctx.cfg.eval.sampled_evals == "all"
     telemetry = trainer.telemetry
 
+    def rollouts_at(step: int) -> float:
+        return telemetry.constant.get("cumulative_rollouts") or telemetry.rollouts_per_step * step
+
     class EvalDuringTraining(TrainerCallback):
-        def evaluate(self, step: int) -> dict:
+        def evaluate(self, step: int, sampled: bool = sample_all) -> dict:
             model = trainer.accelerator.unwrap_model(trainer.model)
             metrics = evaluate(model, trainer.processing_class, ctx.eval_rows, ctx.cfg.eval, step=step,
-                               out_dir=ctx.run_dir)
-            rollouts = telemetry.constant.get("cumulative_rollouts") or telemetry.rollouts_per_step * step
-            EVAL_LINES.report(step, metrics, rollouts)
+                               out_dir=ctx.run_dir, sampled=sampled)
+            EVAL_LINES.report(step, metrics, rollouts_at(step))
             return metrics
+
+        def due(self, step: int) -> bool:
+            if every and step % every == 0:
+                return True
+            now, before = telemetry.rollouts_per_step * step, telemetry.rollouts_per_step * (step - 1)
+            return any(before < r <= now for r in at_rollouts)
 
         def on_step_end(self, args, state, control, **kwargs):
             step = telemetry.step_offset + state.global_step
-            if every and step % every == 0 and state.global_step < state.max_steps:
+            if self.due(step) and state.global_step < state.max_steps:
                 telemetry.pending.update(self.evaluate(step))
                 control.should_log = True
 
@@ -278,6 +292,9 @@ def summarize(ctx: RunContext, extra: dict[str, Any] | None = None) -> dict[str,
         for tag, rec in (("baseline", evals[0]), ("final", evals[-1])):
             for key in ("accuracy_strict", "accuracy_lenient", "format_rate"):
                 summary[f"{tag}/{key}"] = rec.get(f"eval/{key}")
+            for kind in ERROR_KINDS:
+                if ERRORS + kind in rec:
+                    summary[f"{tag}/errors/{kind}"] = rec[ERRORS + kind]
     for key in (WALL, ROLLOUTS, TOKENS):
         values = [r[key] for r in records if key in r]
         if values:

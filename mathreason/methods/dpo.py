@@ -95,7 +95,11 @@ def mine_pairs(model, tokenizer, rows: list[dict], ctx: RunContext, round_no: in
         )
         totals.append(scores)
         correct.append([answers_match(extract_xml_answer(t), row["answer"], row["answer_format"]) for t in texts])
-    return build_pairs(rows, samples, totals, correct)
+    pairs, stats = build_pairs(rows, samples, totals, correct)
+    # the sampling budget in tokens, as GRPO's train/cumulative_generated_tokens counts it (+1: the end token)
+    stats["generated_tokens"] = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) + 1
+                                    for texts in samples for t in texts)
+    return pairs, stats
 
 
 def save_pairs(path: Path, pairs: list[dict], stats: dict) -> None:
@@ -294,6 +298,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     telemetry = Telemetry(ctx.run_dir, ctx.device)
     done = completed_rounds(ctx) if ctx.resume else []
     sampled = done[-1]["sampled"] if done else 0
+    generated_tokens = sum(d["stats"].get("generated_tokens", 0) for d in done)
     telemetry.step_offset = done[-1]["step_offset"] if done else 0
     telemetry.train_totals = done[-1].get("train_totals", {}) if done else {}
     all_stats = [d["stats"] for d in done]
@@ -334,6 +339,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
             save_pairs(pair_file, pairs, stats)
         all_stats.append(stats)
         sampled += stats["samples"]
+        generated_tokens += stats.get("generated_tokens", 0)
         if not pairs:
             raise UserError(
                 f"dpo round {round_no}: no question gave a correct/incorrect pair "
@@ -345,6 +351,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
             telemetry.pending.update({f"mining/{k}": v for k, v in stats.items() if isinstance(v, (int, float))})
             telemetry.pending["mining/round"] = round_no
         telemetry.constant["cumulative_rollouts"] = sampled
+        telemetry.constant["cumulative_generated_tokens"] = generated_tokens
         trainer = with_telemetry(DPOTrainer)(
             model=model,
             ref_model=reference,
@@ -356,7 +363,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         trainer.telemetry = telemetry
         quiet_trainer(trainer, f"DPO round {round_no}/{rounds}", cfg.verbose)
         phase(f"round {round_no}/{rounds}: training", f"{len(pairs)} pairs, {cfg.dpo.epochs:g} epochs")
-        train_with_evals(trainer, ctx, str(resume_from) if resume_from else None)
+        train_with_evals(trainer, ctx, str(resume_from) if resume_from else None, last=round_no == rounds)
         model = trainer.model
         telemetry.step_offset += trainer.state.global_step
         _finish_round(ctx, trainer, round_no, sampled, telemetry, stats)

@@ -48,7 +48,12 @@ WALL = "train/wall_clock_s"
 ROLLOUTS = "train/cumulative_rollouts"
 TOKENS = "train/cumulative_generated_tokens"
 REWARD = "train/reward"
+# The error taxonomy of each eval's greedy answers (scoring.evaluation.error_kind):
+# ``eval/errors/<kind>`` = the fraction of items, summing to 1 over the kinds.
+ERROR_KINDS = ("correct", "format", "arithmetic", "stop_short", "other")
+ERRORS = "eval/errors/"
 ROLLOUTS_PER_STEP = "train/geometry/rollouts_per_step"
+ZERO_SIGNAL = "train/frac_reward_zero_std"  # TRL: the fraction of groups whose rewards are all equal
 GROUP_SIZE = "train/geometry/group_size"
 REWARD_NAMES = ("correctness", "strict_format", "soft_format", "integer", "xmlcount")  # plot order
 DPO_KEYS = ("train/rewards/margins", "train/rewards/accuracies", "train/rewards/chosen", "train/rewards/rejected")
@@ -82,7 +87,8 @@ def item_id(question: str) -> str:
 # Keys that may change between a run and its resumption without changing results.
 NEUTRAL_KEYS = ("logger", "cache_dir", "threads", "experiment_name", "device")
 # ... and those that never put two runs into different arms (seeds are samples of one arm).
-ARM_NEUTRAL_KEYS = NEUTRAL_KEYS + ("seed", "hydra", "checkpoint", "eval.every_n_steps", "eval.batch_size",
+ARM_NEUTRAL_KEYS = NEUTRAL_KEYS + ("seed", "hydra", "checkpoint", "eval.every_n_steps", "eval.at_rollouts",
+                                   "eval.sampled_evals", "eval.batch_size",
                                    "eval.save_samples", "rollout.vllm")
 # Per method, the config sections that do not apply to it.
 UNUSED_SECTIONS = {"grpo": ("dpo",), "dpo": ("grpo", "group_size", "geometry", "rollout"),

@@ -9,10 +9,11 @@ learning from reasoning gains.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from mathreason.records import eval_file, item_id
+from mathreason.records import ERROR_KINDS, eval_file, item_id
 from mathreason.scoring.answers import answers_match, extract_lenient_answer, extract_xml_answer
 from mathreason.scoring.rewards import REWARD_FUNCS
 
@@ -70,6 +71,48 @@ def generate_completions(
     return results
 
 
+# --------------------------------------------------------------------------
+# Error taxonomy: what kind of mistake each greedy answer is
+
+# "a op b = c" in a worked solution or completion ("23 + 15 = 38", GSM8K's "<<48/2=24>>")
+_EQUATION = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*/×x])\s*(-?\d+(?:\.\d+)?)\s*=\s*(-?\d+(?:\.\d+)?)")
+_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "×": lambda a, b: a * b,
+        "x": lambda a, b: a * b, "/": lambda a, b: a / b if b else float("nan")}
+
+
+def equations(text: str) -> list[tuple[float, str, float, float]]:
+    """The ``a op b = c`` equations in a text, in order."""
+    return [(float(a), op, float(b), float(c)) for a, op, b, c in _EQUATION.findall(text)]
+
+
+def error_kind(score: dict[str, Any], completion: str, solution: str | None) -> str:
+    """One of ``records.ERROR_KINDS`` for a scored completion (first that applies):
+
+    - correct: the strict answer is right;
+    - format: no answer inside ``<answer>`` tags;
+    - arithmetic: an equation in the completion is false (``7 + 5 = 13``);
+    - stop_short: every equation is true, the answer is an intermediate value of
+      the gold solution and the completion has fewer equations than it;
+    - other: wrong operands or operations, i.e. a reasoning error.
+    """
+    if score["correct"]:
+        return "correct"
+    if score["extracted"] is None:
+        return "format"
+    steps = equations(completion)
+    if any(abs(_OPS[op](a, b) - c) > 1e-9 for a, op, b, c in steps):
+        return "arithmetic"
+    gold_steps = equations(solution or "")
+    intermediate = {c for *_, c in gold_steps[:-1]}
+    try:
+        answer = float(score["extracted"].replace(",", ""))
+    except ValueError:
+        answer = None
+    if answer in intermediate and len(steps) < len(gold_steps):
+        return "stop_short"
+    return "other"
+
+
 def score_completion(completion: str, gold: str, fmt: str) -> dict[str, Any]:
     strict_pred = extract_xml_answer(completion)
     lenient_pred = extract_lenient_answer(completion)
@@ -82,10 +125,11 @@ def score_completion(completion: str, gold: str, fmt: str) -> dict[str, Any]:
     }
 
 
-def evaluate(model, tokenizer, rows: Sequence[dict], eval_cfg: Any, *, step: int, out_dir: Path | None) -> dict[str, float]:
-    """Greedy pass@1 (strict, lenient, format rate) and, with
-    ``eval.num_samples`` = k > 1, sampled pass@k and mean@k. Per-sample records
-    go to ``<out_dir>/eval/step_XXXXXX.jsonl``."""
+def evaluate(model, tokenizer, rows: Sequence[dict], eval_cfg: Any, *, step: int, out_dir: Path | None,
+             sampled: bool = True) -> dict[str, float]:
+    """Greedy pass@1 (strict, lenient, format rate, error taxonomy) and, with
+    ``eval.num_samples`` = k > 1 and ``sampled``, sampled pass@k and mean@k.
+    Per-sample records go to ``<out_dir>/eval/step_XXXXXX.jsonl``."""
     prompts = [r["prompt"] for r in rows]
     greedy = generate_completions(
         model,
@@ -97,13 +141,15 @@ def evaluate(model, tokenizer, rows: Sequence[dict], eval_cfg: Any, *, step: int
     )
     records = []
     for row, (completion,) in zip(rows, greedy):
+        score = score_completion(completion, row["answer"], row["answer_format"])
         records.append(
             {
                 "item_id": row.get("id") or item_id(row["question"]),
                 "question": row["question"],
                 "gold": row["answer"],
                 "completion": completion,
-                **score_completion(completion, row["answer"], row["answer_format"]),
+                **score,
+                "error": error_kind(score, completion, row.get("solution")),
             }
         )
     n = max(1, len(records))
@@ -112,10 +158,12 @@ def evaluate(model, tokenizer, rows: Sequence[dict], eval_cfg: Any, *, step: int
         "eval_accuracy_lenient": sum(r["correct_lenient"] for r in records) / n,
         "eval_format_rate": sum(r["format"] for r in records) / n,
         "eval_samples": len(records),
+        # the error taxonomy of the greedy answers (fractions of the items; they sum to 1)
+        **{f"eval_errors/{kind}": sum(r["error"] == kind for r in records) / n for kind in ERROR_KINDS},
     }
     k = int(eval_cfg.num_samples)
-    if k > 1:
-        sampled = generate_completions(
+    if k > 1 and sampled:
+        samples = generate_completions(
             model,
             tokenizer,
             prompts,
@@ -127,8 +175,8 @@ def evaluate(model, tokenizer, rows: Sequence[dict], eval_cfg: Any, *, step: int
             desc=f"eval@{step} k={k}",
         )
         hits = []
-        for row, rec, samples in zip(rows, records, sampled):
-            ok = [answers_match(extract_xml_answer(c), row["answer"], row["answer_format"]) for c in samples]
+        for row, rec, completions in zip(rows, records, samples):
+            ok = [answers_match(extract_xml_answer(c), row["answer"], row["answer_format"]) for c in completions]
             rec["samples_correct"] = ok
             hits.append(ok)
         metrics[f"eval_pass@{k}"] = sum(any(h) for h in hits) / n
