@@ -75,13 +75,14 @@ def plot_forest(comparisons: pd.DataFrame, out: Path) -> Path | None:
     if rows.empty:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(rows)), layout="constrained")
+    width = 6 + 0.06 * max(len(c) for c in rows["comparison"])  # room for the longest label
+    fig, ax = plt.subplots(figsize=(width, 1.2 + 0.45 * len(rows)), layout="constrained")
     y = np.arange(len(rows))[::-1]
     err = np.vstack([rows["diff_pp"] - rows["ci_low_pp"], rows["ci_high_pp"] - rows["diff_pp"]]).clip(min=0)
     ax.errorbar(rows["diff_pp"], y, xerr=np.nan_to_num(err), fmt="o", color="C0", capsize=3)
     ax.axvline(0, color="0.3", lw=1, ls="--")
     ax.set_yticks(y, [f"{c}  (p={p:.3g})" for c, p in zip(rows["comparison"], rows["p"])], fontsize=8)
-    ax.set_xlabel("paired difference in strict accuracy (pp), 95% bootstrap CI over seeds × items")
+    ax.set_xlabel("paired difference in strict accuracy (pp)\n95% bootstrap CI over seeds × items")
     ax.set_title("Paired differences (final strict accuracy)")
     ax.grid(alpha=0.3, axis="x")
     fig.savefig(out / "forest.png", dpi=110)
