@@ -87,6 +87,18 @@ def run(cmd: list[str], env: dict) -> tuple[float, float, list[float]]:
     return float(lines["TRAIN_RUNTIME"][0]), wall, [float(v) for v in lines["ACCURACY"]]
 
 
+def median_ci(ratios: list[float]) -> tuple[float, float]:
+    """95% bootstrap CI (percentile, pairs resampled) of the median ratio; NaN with < 3 pairs."""
+    if len(ratios) < 3:
+        return float("nan"), float("nan")
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    res = bootstrap((np.asarray(ratios),), np.median, n_resamples=5000, method="percentile",
+                    rng=np.random.default_rng(0))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8)
@@ -144,9 +156,11 @@ def main() -> None:
     print(f"tiny GRPO, G={args.group_size}, {args.rollouts} rollouts/step, {args.steps} steps, {args.repeats} paired repeats")
     print(f"plain TRL   train_runtime {' '.join(f'{v:6.2f}' for v in plain)} s   process {' '.join(f'{v:6.2f}' for v in plain_wall)} s")
     print(f"mathreason  train_runtime {' '.join(f'{v:6.2f}' for v in ours)} s   process {' '.join(f'{v:6.2f}' for v in ours_wall)} s")
-    for what, ratio in (("train_runtime", runtime_ratio), ("whole process", process_ratio)):
-        print(f"ratio mathreason / plain TRL ({what}, median of paired runs): {ratio:.3f}  "
-              f"(target <= 1.05: {'met' if ratio <= 1.05 else 'MISSED'})")
+    for what, ratio, a, b in (("train_runtime", runtime_ratio, ours, plain),
+                              ("whole process", process_ratio, ours_wall, plain_wall)):
+        low, high = median_ci([o / p for o, p in zip(a, b)])
+        print(f"ratio mathreason / plain TRL ({what}, median of paired runs): {ratio:.3f} "
+              f"[95% CI {low:.3f}, {high:.3f}]  (target <= 1.05: {'met' if ratio <= 1.05 else 'MISSED'})")
     for what, a, b in (("train_runtime", ours, plain), ("whole process", ours_wall, plain_wall)):
         ratios = sorted(o / p for o, p in zip(a, b))
         print(f"  {what} ratio per pair, sorted: {' '.join(f'{r:.3f}' for r in ratios)}")
