@@ -44,10 +44,11 @@ GEN = dict(min_steps=1, max_steps=2, min_start=2, max_start=20, max_operand=9, m
 N_EVAL, N_SFT, N_RL = 200, 160, 200
 # fixed before the run (the previous protocol, 6 steps x 8 rollouts, was underpowered)
 MAIN = dict(group_size=8, rollouts_per_step=16, steps=24, lr=1e-4, reward="correctness", threads=2)
+REPLICATE_SEED = 1  # the `replicate` stage's RL seed
 SHARDS = 2  # eval processes run side by side (each threads=1)
 TIMING = dict(rollouts_per_step=16, steps=2)
 SFT = dict(batch_size=8, epochs=1, lr=5e-4)
-COMMON = ["model=smollm2-135m-instruct", "logger=none", "seed=0",
+COMMON = ["model=smollm2-135m-instruct", "logger=none",
           "data=gsm8k", "data.name=smollm2_arith", "data.hub_id=null", "data.answer_format=number",
           "data.solution_field=solution", "eval.max_new_tokens=64",
           "eval.batch_size=16", "eval.max_samples=null"]
@@ -124,9 +125,9 @@ def cmd_sft() -> dict:
             "sft_loss_first": losses[0] if losses else None, "sft_loss_last": losses[-1] if losses else None}
 
 
-def _run(overrides: list[str], run_dir: Path) -> float:
+def _run(overrides: list[str], run_dir: Path, seed: int = 0) -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "mathreason.run", *COMMON, *overrides,
+    subprocess.run([sys.executable, "-m", "mathreason.run", *COMMON, f"seed={seed}", *overrides,
                     f"data.path={WORK / 'eval.jsonl'}", f"data.train_path={WORK / 'train.jsonl'}",
                     f"hydra.run.dir={run_dir}"], check=True, cwd=ROOT)
     return round(time.perf_counter() - t0, 1)
@@ -140,7 +141,7 @@ def _eval(name: str, adapter: Path | None) -> float:
     for i in range(SHARDS):
         shard = WORK / f"eval_shard{i}.jsonl"
         shard.write_text("".join(rows[i::SHARDS]))
-        over = ["method=eval", "threads=1", f"data.path={shard}", f"data.train_path={WORK / 'train.jsonl'}",
+        over = ["method=eval", "threads=1", "seed=0", f"data.path={shard}", f"data.train_path={WORK / 'train.jsonl'}",
                 f"hydra.run.dir={WORK / 'runs' / f'{name}_s{i}'}"]
         if adapter is not None:
             over.append(f"model.adapter_path={adapter}")
@@ -159,18 +160,27 @@ def cmd_eval_sft() -> dict:
     return {"eval_sft_seconds": _eval("before", WORK / "sft_adapter")}
 
 
-def cmd_grpo() -> dict:
+def cmd_grpo(seed: int = 0, run: str = "grpo") -> dict:
     m = MAIN
     return {"grpo_seconds": _run([
         "method=grpo", f"threads={m['threads']}", f"reward={m['reward']}", f"group_size={m['group_size']}", "grpo.max_completion_length=64", f"model.adapter_path={WORK / 'sft_adapter'}",
         "geometry.hold=rollouts", f"geometry.rollouts_per_step={m['rollouts_per_step']}",
         f"geometry.max_steps={m['steps']}", "geometry.scale_lr=false", f"grpo.learning_rate={m['lr']}",
-        "eval.every_n_steps=0", "data.max_eval=1"], WORK / "runs" / "grpo")}
+        "eval.every_n_steps=0", "data.max_eval=1"], WORK / "runs" / run, seed)}
 
 
 def cmd_eval_grpo() -> dict:
     """After: the adapter GRPO trained (runs/grpo/final), same items."""
     return {"eval_grpo_seconds": _eval("after", WORK / "runs" / "grpo" / "final")}
+
+
+def cmd_replicate() -> dict:
+    """Not part of ``all`` (it adds ~21 min): the same GRPO from the same SFT
+    adapter with RL seed REPLICATE_SEED (rollout sampling and prompt order),
+    evaluated on the same items ("replicate")."""
+    run = f"grpo_seed{REPLICATE_SEED}"
+    facts = cmd_grpo(REPLICATE_SEED, run)
+    return {**facts, "eval_seconds": _eval("replicate", WORK / "runs" / run / "final")}
 
 
 def cmd_timing() -> dict:
@@ -181,7 +191,7 @@ def cmd_timing() -> dict:
         shutil.rmtree(run_dir, ignore_errors=True)
         procs[g] = subprocess.Popen([
             sys.executable, "-m", "mathreason.run", *COMMON,
-            "method=grpo", "threads=1", f"group_size={g}", "grpo.max_completion_length=64", f"model.adapter_path={WORK / 'sft_adapter'}",
+            "method=grpo", "threads=1", "seed=0", f"group_size={g}", "grpo.max_completion_length=64", f"model.adapter_path={WORK / 'sft_adapter'}",
             "geometry.hold=rollouts", f"geometry.rollouts_per_step={TIMING['rollouts_per_step']}",
             f"geometry.max_steps={TIMING['steps']}", "geometry.scale_lr=false", "grpo.learning_rate=1e-4",
             "eval.every_n_steps=0", "data.max_eval=1", f"data.path={WORK / 'eval.jsonl'}",
@@ -204,6 +214,7 @@ def cmd_convert() -> dict:
 
 STEPS = {"convert": cmd_convert, "data": cmd_data, "sft": cmd_sft, "raw": cmd_raw, "eval_sft": cmd_eval_sft,
          "grpo": cmd_grpo, "eval_grpo": cmd_eval_grpo, "timing": cmd_timing}
+EXTRA = {"replicate": cmd_replicate}  # run by name only: `python scripts/repro_smollm2.py replicate analyze`
 
 
 def main(argv: list[str]) -> int:
@@ -215,7 +226,7 @@ def main(argv: list[str]) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     done = json.loads(log_path.read_text()) if log_path.exists() else {}
     protocol = {"generator": GEN, "n_eval": N_EVAL, "n_sft": N_SFT, "n_rl": N_RL, "grpo": MAIN, "timing": TIMING,
-                "sft": SFT, "eval_shards": SHARDS}
+                "sft": SFT, "eval_shards": SHARDS, "replicate_seed": REPLICATE_SEED}
     (WORK / "protocol.json").write_text(json.dumps(protocol, indent=2))
     for name in names:
         if name == "analyze":
@@ -225,7 +236,7 @@ def main(argv: list[str]) -> int:
             continue
         t0 = time.perf_counter()
         print(f"== {name}", flush=True)
-        facts = STEPS[name]()
+        facts = {**STEPS, **EXTRA}[name]()
         done = json.loads(log_path.read_text()) if log_path.exists() else {}  # another step may run beside
         done[name] = {**facts, "wall_seconds": round(time.perf_counter() - t0, 1)}
         log_path.write_text(json.dumps(done, indent=2))

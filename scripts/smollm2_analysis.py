@@ -81,19 +81,22 @@ def analyze(work: Path, docs: Path) -> dict:
         files = [f for d in sorted((work / "runs").glob(f"{name}_s*")) + [work / "runs" / name] for f in _eval_files(d)]
         return [r for f in files for r in _jsonl(f)]
 
-    phases: dict[str, list[dict]] = {k: outcomes(k) for k in ("raw", "before", "after")}
+    # "replicate": the same GRPO with another RL seed (`repro_smollm2.py replicate`), when it was run
+    phases: dict[str, list[dict]] = {k: outcomes(k) for k in ("raw", "before", "after", "replicate")}
     phases = {k: v for k, v in phases.items() if v}
     for k, v in phases.items():
         assert sorted(item_id[r["question"]] for r in v) == list(range(len(items))), f"{k}: not every item once"
     grpo_metrics_all = _jsonl(work / "runs" / "grpo" / "metrics.jsonl")
     grpo_last_step = max(r["step"] for r in grpo_metrics_all)
-    arm_of = {"raw": "raw", "before": arm, "after": arm}
+    rep_seed = proto.get("replicate_seed", 1)
+    as_row = {"raw": ("raw", 0, "base"), "before": (arm, 0, "before"), "after": (arm, 0, "after"),
+              "replicate": (arm, rep_seed, "after")}  # (arm, RL seed, phase)
     rows = []
     for phase, recs in phases.items():
         for r in recs:
-            rows.append((arm_of[phase], 0, "base" if phase == "raw" else phase, item_id[r["question"]],
-                         int(r["correct"]), int(r["format"]), int(r["correct_lenient"])))
-    rows.sort(key=lambda t: (t[0] != "raw", t[2] != "base", t[2] != "before", t[3]))
+            rows.append((*as_row[phase], item_id[r["question"]], int(r["correct"]), int(r["format"]),
+                         int(r["correct_lenient"])))
+    rows.sort(key=lambda t: (t[0] != "raw", t[2] != "before", t[1], t[3]))
     with gzip.open(docs / "items.csv.gz", "wt") as fh:
         fh.write("arm,seed,phase,item_id,correct,format,correct_lenient\n")
         fh.writelines(",".join(map(str, t)) + "\n" for t in rows)
@@ -103,6 +106,7 @@ def analyze(work: Path, docs: Path) -> dict:
         return np.array([by_id[i] for i in range(len(items))])
 
     strict = paired_stats(vec("before", "correct"), vec("after", "correct"))
+    replicate = paired_stats(vec("before", "correct"), vec("replicate", "correct")) if "replicate" in phases else None
     lenient = paired_stats(vec("before", "correct_lenient"), vec("after", "correct_lenient"))
     fmt = paired_stats(vec("before", "format"), vec("after", "format"))
 
@@ -116,9 +120,10 @@ def analyze(work: Path, docs: Path) -> dict:
     total = sum(v.get("wall_seconds", 0) for v in steps.values())
 
     # ---- plots
-    labels = ["raw model", "SFT (before GRPO)", f"SFT + GRPO ({grpo_last_step} steps)"]
-    keys = [k for k in ("raw", "before", "after") if k in phases]
-    labels = labels[3 - len(keys):] if len(keys) < 3 else labels
+    names = {"raw": "raw model", "before": "SFT (before GRPO)", "after": f"SFT + GRPO\n({grpo_last_step} steps, seed 0)",
+             "replicate": f"SFT + GRPO\n(seed {rep_seed})"}
+    keys = [k for k in names if k in phases]
+    labels = [names[k] for k in keys]
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     width = 0.26
     for j, (metric, name) in enumerate((("correct", "strict accuracy"), ("correct_lenient", "lenient accuracy"),
@@ -202,7 +207,7 @@ def analyze(work: Path, docs: Path) -> dict:
                     f"lenient {pct(vec('raw', 'correct_lenient').mean())}%, format {pct(vec('raw', 'format').mean())}%.\n")
     fmt_t = lambda ts: f"{np.mean(ts):.1f} ({', '.join(f'{t:.1f}' for t in ts)})" if ts else "n/a"  # noqa: E731
     mb = lambda v: f"{v:,.0f}" if v else "n/a"  # noqa: E731
-    summary = {"protocol": proto, "errors": {"before": err_before, "after": err_after}, "strict": strict, "lenient": lenient, "format": fmt, "timing": timing, "main_step_times": main_times,
+    summary = {"protocol": proto, "strict_replicate": replicate, "errors": {"before": err_before, "after": err_after}, "strict": strict, "lenient": lenient, "format": fmt, "timing": timing, "main_step_times": main_times,
                "peak_rss_mb": peaks, "conversion": conv, "steps": steps, "data": data_facts,
                "total_seconds": round(total, 1)}
     (docs / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -217,8 +222,12 @@ def analyze(work: Path, docs: Path) -> dict:
     else:
         verdict = (f"**GRPO changed greedy held-out strict accuracy by {100 * strict['diff']:+.1f} pp**, 95% CI "
                    f"[{100 * strict['ci_low']:+.1f}, {100 * strict['ci_high']:+.1f}] (excludes 0; bootstrap p = "
-                   f"{strict['p_bootstrap']:.2g}, McNemar p = {strict['p_mcnemar']:.2g}). One seed: the interval covers "
-                   "item sampling only, not a different RL seed or warm start. ")
+                   f"{strict['p_bootstrap']:.2g}, McNemar p = {strict['p_mcnemar']:.2g}). ")
+    if replicate is not None:
+        verdict += (f"The same GRPO with RL seed {rep_seed} (other rollouts and prompt order, same SFT adapter): "
+                    f"{100 * replicate['diff']:+.1f} pp [{100 * replicate['ci_low']:+.1f}, {100 * replicate['ci_high']:+.1f}]. ")
+    else:
+        verdict += "One seed: the interval covers item sampling only, not a different RL seed or warm start. "
     verdict += f"Budget: {grpo_last_step} GRPO steps x {rps} rollouts = {rollouts} rollouts. "
     if zero_std:
         verdict += (f"Groups with no reward spread (no gradient): {100 * np.mean(zero_std):.0f}% on average "
@@ -231,7 +240,7 @@ def analyze(work: Path, docs: Path) -> dict:
 
 Made by `make repro-smollm2` (`scripts/repro_smollm2.py` + `scripts/smollm2_analysis.py`);
 per-item outcomes in `items.csv.gz` (arm, seed, phase, item_id, correct, format, correct_lenient),
-all numbers and the protocol in `summary.json`. One seed (0). Measured on a 2-core CPU
+all numbers and the protocol in `summary.json`. RL seed 0 (and seed 1 where `replicate` was run); one SFT warm start. Measured on a 2-core CPU
 (AVX2, no GPU); training ran with `threads={grpo['threads']}`, side-by-side evals and timing runs with 1 thread each.
 
 ## Task and protocol
@@ -260,7 +269,7 @@ all numbers and the protocol in `summary.json`. One seed (0). Measured on a 2-co
 
 | metric | n | before (%) | after (%) | after - before (pp) [95% bootstrap CI] | gained / lost items | bootstrap p | exact McNemar p |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-{row("strict accuracy", strict)}
+{row("strict accuracy", strict)}{"" if replicate is None else chr(10) + row(f"strict accuracy, RL seed {rep_seed}", replicate)}
 {row("lenient accuracy", lenient)}
 {row("format compliance", fmt)}
 
