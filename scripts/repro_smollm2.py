@@ -160,13 +160,20 @@ def cmd_eval_sft() -> dict:
     return {"eval_sft_seconds": _eval("before", WORK / "sft_adapter")}
 
 
+def _grpo(group_size: int, rollouts_per_step: int, steps: int, lr: float) -> list[str]:
+    """Overrides of a GRPO run continuing the SFT adapter (no in-run eval: the
+    adapters are evaluated afterwards on all items)."""
+    return ["method=grpo", f"group_size={group_size}", "grpo.max_completion_length=64",
+            f"model.adapter_path={WORK / 'sft_adapter'}", "geometry.hold=rollouts",
+            f"geometry.rollouts_per_step={rollouts_per_step}", f"geometry.max_steps={steps}", "geometry.scale_lr=false",
+            f"grpo.learning_rate={lr}", "eval.every_n_steps=0", "data.max_eval=1"]
+
+
 def cmd_grpo(seed: int = 0, run: str = "grpo") -> dict:
     m = MAIN
-    return {"grpo_seconds": _run([
-        "method=grpo", f"threads={m['threads']}", f"reward={m['reward']}", f"group_size={m['group_size']}", "grpo.max_completion_length=64", f"model.adapter_path={WORK / 'sft_adapter'}",
-        "geometry.hold=rollouts", f"geometry.rollouts_per_step={m['rollouts_per_step']}",
-        f"geometry.max_steps={m['steps']}", "geometry.scale_lr=false", f"grpo.learning_rate={m['lr']}",
-        "eval.every_n_steps=0", "data.max_eval=1"], WORK / "runs" / run, seed)}
+    overrides = [f"threads={m['threads']}", f"reward={m['reward']}",
+                 *_grpo(m["group_size"], m["rollouts_per_step"], m["steps"], m["lr"])]
+    return {"grpo_seconds": _run(overrides, WORK / "runs" / run, seed)}
 
 
 def cmd_eval_grpo() -> dict:
@@ -191,10 +198,8 @@ def cmd_timing() -> dict:
         shutil.rmtree(run_dir, ignore_errors=True)
         procs[g] = subprocess.Popen([
             sys.executable, "-m", "mathreason.run", *COMMON,
-            "method=grpo", "threads=1", "seed=0", f"group_size={g}", "grpo.max_completion_length=64", f"model.adapter_path={WORK / 'sft_adapter'}",
-            "geometry.hold=rollouts", f"geometry.rollouts_per_step={TIMING['rollouts_per_step']}",
-            f"geometry.max_steps={TIMING['steps']}", "geometry.scale_lr=false", "grpo.learning_rate=1e-4",
-            "eval.every_n_steps=0", "data.max_eval=1", f"data.path={WORK / 'eval.jsonl'}",
+            "threads=1", "seed=0", *_grpo(g, TIMING["rollouts_per_step"], TIMING["steps"], 1e-4),
+            f"data.path={WORK / 'eval.jsonl'}",
             f"data.train_path={WORK / 'train.jsonl'}", f"hydra.run.dir={run_dir}"], cwd=ROOT)
     if any(p.wait() for p in procs.values()):
         raise SystemExit("timing runs failed")

@@ -101,9 +101,12 @@ def analyze(work: Path, docs: Path) -> dict:
         fh.write("arm,seed,phase,item_id,correct,format,correct_lenient\n")
         fh.writelines(",".join(map(str, t)) + "\n" for t in rows)
 
+    def by_item(phase: str, key: str) -> dict:
+        return {item_id[r["question"]]: r[key] for r in phases[phase]}
+
     def vec(phase: str, key: str) -> np.ndarray:
-        by_id = {item_id[r["question"]]: int(r[key]) for r in phases[phase]}
-        return np.array([by_id[i] for i in range(len(items))])
+        values = by_item(phase, key)
+        return np.array([int(values[i]) for i in range(len(items))])
 
     strict = paired_stats(vec("before", "correct"), vec("after", "correct"))
     replicate = paired_stats(vec("before", "correct"), vec("replicate", "correct")) if "replicate" in phases else None
@@ -137,7 +140,7 @@ def analyze(work: Path, docs: Path) -> dict:
             errs.append(100 * se)
         xs = np.arange(len(keys)) + (j - 1) * width
         ax.bar(xs, vals, width, yerr=errs, capsize=3, label=name)
-    ax.set_xticks(np.arange(len(keys)), labels[: len(keys)])
+    ax.set_xticks(np.arange(len(keys)), labels)
     ax.set_ylabel(f"% of {len(items)} held-out items (±95% normal CI)")
     ax.set_ylim(0, 122)
     ax.set_yticks(range(0, 101, 20))
@@ -192,10 +195,7 @@ def analyze(work: Path, docs: Path) -> dict:
 
     from mathreason.records import ERROR_KINDS
 
-    def kinds(phase: str) -> dict[str, str]:
-        return {item_id[r["question"]]: r["error"] for r in phases[phase]}
-
-    err_before, err_after = kinds("before"), kinds("after")
+    err_before, err_after = by_item("before", "error"), by_item("after", "error")
     error_rows = "\n".join(
         f"| {kind} | {100 * sum(v == kind for v in err_before.values()) / len(items):.1f} | "
         f"{100 * sum(v == kind for v in err_after.values()) / len(items):.1f} | "
@@ -207,7 +207,8 @@ def analyze(work: Path, docs: Path) -> dict:
                     f"lenient {pct(vec('raw', 'correct_lenient').mean())}%, format {pct(vec('raw', 'format').mean())}%.\n")
     fmt_t = lambda ts: f"{np.mean(ts):.1f} ({', '.join(f'{t:.1f}' for t in ts)})" if ts else "n/a"  # noqa: E731
     mb = lambda v: f"{v:,.0f}" if v else "n/a"  # noqa: E731
-    summary = {"protocol": proto, "strict_replicate": replicate, "errors": {"before": err_before, "after": err_after}, "strict": strict, "lenient": lenient, "format": fmt, "timing": timing, "main_step_times": main_times,
+    summary = {"protocol": proto, "strict": strict, "strict_replicate": replicate, "lenient": lenient, "format": fmt,
+               "errors": {"before": err_before, "after": err_after}, "timing": timing, "main_step_times": main_times,
                "peak_rss_mb": peaks, "conversion": conv, "steps": steps, "data": data_facts,
                "total_seconds": round(total, 1)}
     (docs / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -239,7 +240,7 @@ def analyze(work: Path, docs: Path) -> dict:
     if sampled:
         verdict += (f"Sampled correctness on the step's training rollouts (T=1.0): {100 * np.mean(sampled[:3]):.0f}% in the "
                     f"first 3 steps, {100 * np.mean(sampled[-3:]):.0f}% in the last 3 (training prompts, not held out).")
-    ops = " and ".join({"add": "add", "sub": "sub", "mul": "mul", "div": "div"}[o] for o in gen["ops"])
+    ops = " and ".join(gen["ops"])
     md = f"""# SmolLM2-135M-Instruct end to end on CPU (offline)
 
 Made by `make repro-smollm2` (`scripts/repro_smollm2.py` + `scripts/smollm2_analysis.py`);
