@@ -105,6 +105,8 @@ MORE_CASES = [
     ("temperature-zero", ["grpo.temperature=0"], {}, {}, "grpo.temperature=0"),
     ("top-p-above-1", ["grpo.top_p=1.5"], {}, {}, "grpo.top_p=1.5"),
     ("beta-negative", ["grpo.beta=-0.1"], {}, {}, "grpo.beta=-0.1"),
+    ("warmup-with-constant-lr", ["grpo.warmup_steps=16"], {}, {}, "grpo.warmup_steps=16 has no effect"),
+    ("dpo-warmup-with-constant-lr", ["method=dpo", "dpo.warmup_steps=0.1"], {}, {}, "dpo.warmup_steps=0.1 has no effect"),
     ("max-grad-norm-zero", ["grpo.max_grad_norm=0"], {}, {}, "grpo.max_grad_norm=0"),
     ("dpo-epochs-zero", ["method=dpo", "dpo.epochs=0"], {}, {}, "dpo.epochs=0"),
     ("dpo-one-sample", ["method=dpo", "dpo.mining.samples_per_question=1"], {}, {}, "dpo.mining.samples_per_question"),

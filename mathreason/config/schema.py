@@ -397,6 +397,14 @@ def _validate(cfg: DictConfig, overrides: list[str]) -> DictConfig:
                 raise UserError(f"grpo.extra.{key}: set by {GRPO_DERIVED[key]}; change it there")
 
         plan_geometry(typed, n_train_prompts=None)  # raises on batch/group mismatches
+    if typed.method in ("grpo", "dpo"):
+        section = typed[typed.method]
+        # transformers' get_scheduler drops num_warmup_steps for these two schedules
+        if section.warmup_steps and section.lr_scheduler_type in ("constant", "reduce_lr_on_plateau"):
+            key = f"{typed.method}.warmup_steps"
+            raise UserError(f"{check.shown(key, section.warmup_steps)} has no effect: "
+                            f"{typed.method}.lr_scheduler_type={section.lr_scheduler_type} has no warmup; "
+                            f"add {typed.method}.lr_scheduler_type=constant_with_warmup (or another schedule)")
     if typed.method == "dpo":
         _at_least("dpo.mining.samples_per_question", typed.dpo.mining.samples_per_question, 2)
     if not typed.reward.functions:
