@@ -98,7 +98,7 @@ def cmd_sft() -> dict:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from mathreason.data.prompts import build_prompt, format_completion
+    from mathreason.data.prompts import sft_example
     from mathreason.models.load import load_model_and_tokenizer
 
     torch.set_num_threads(MAIN["threads"])
@@ -109,9 +109,7 @@ def cmd_sft() -> dict:
     cache = Path(__import__("os").environ.get("MATHREASON_CACHE_DIR", Path.home() / ".cache" / "mathreason"))
     model, tok, peft_config = load_model_and_tokenizer(model_cfg, cache, "cpu")
     rows = [json.loads(line) for line in (WORK / "sft.jsonl").open()]
-    ds = Dataset.from_list([{"prompt": build_prompt(r["question"]),
-                             "completion": [{"role": "assistant", "content": format_completion(r["solution"], r["answer"])}]}
-                            for r in rows])
+    ds = Dataset.from_list([sft_example(r["question"], r["solution"], r["answer"]) for r in rows])
     args = SFTConfig(output_dir=str(WORK / "sft_ckpt"), per_device_train_batch_size=SFT["batch_size"], num_train_epochs=SFT["epochs"],
                      learning_rate=SFT["lr"], lr_scheduler_type="constant", logging_steps=5, save_strategy="no",
                      report_to=[], bf16=False, seed=0, max_length=512, completion_only_loss=True,

@@ -19,7 +19,6 @@ rollouts per step sees 4), completion-only loss.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 
@@ -37,15 +36,14 @@ def main() -> None:
 
     from mathreason.config.schema import validate
     from mathreason.data.arith import make_split
-    from mathreason.data.prompts import build_prompt, format_completion
+    from mathreason.data.prompts import sft_example
     from mathreason.models.tiny import ensure_tiny_model
 
     with initialize_config_module("mathreason.conf", version_base="1.3"):
         cfg = validate(compose(config_name="config", overrides=["method=eval", *args.overrides]), args.overrides)
     if cfg.model.tiny is None or cfg.data.generator is None:
         parser.error("the control is for the tiny model on the generated arith data")
-    cache = Path(os.environ.get("MATHREASON_CACHE_DIR") or cfg.cache_dir)
-    model_dir = ensure_tiny_model(cfg.model.tiny, cache / "tiny")
+    model_dir = ensure_tiny_model(cfg.model.tiny, Path(cfg.cache_dir) / "tiny")
 
     import torch
     from datasets import Dataset
@@ -54,11 +52,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     rows = make_split(cfg.data, "train")
-    data = Dataset.from_list([
-        {"prompt": build_prompt(r["question"]),
-         "completion": [{"role": "assistant", "content": format_completion(r["solution"], r["answer"])}]}
-        for r in rows
-    ])
+    data = Dataset.from_list([sft_example(r["question"], r["solution"], r["answer"]) for r in rows])
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     config = SFTConfig(output_dir=str(args.out / "work"), num_train_epochs=1,

@@ -19,3 +19,10 @@ def build_prompt(question: str, system_prompt: str = SYSTEM_PROMPT) -> list[dict
 def format_completion(reasoning: str, answer: str) -> str:
     """The target completion in the strict format the rewards check."""
     return f"<reasoning>\n{reasoning.strip()}\n</reasoning>\n<answer>\n{answer.strip()}\n</answer>"
+
+
+def sft_example(question: str, solution: str, answer: str) -> dict:
+    """A conversational prompt-completion row for TRL's SFTTrainer: the
+    problem's prompt and its worked solution in the strict format."""
+    return {"prompt": build_prompt(question),
+            "completion": [{"role": "assistant", "content": format_completion(solution, answer)}]}

@@ -260,7 +260,7 @@ def warm_start_dataset(spec: Mapping[str, Any]):
     from datasets import Dataset
 
     from mathreason.data.arith import generate_problems
-    from mathreason.data.prompts import build_prompt, format_completion
+    from mathreason.data.prompts import sft_example
 
     ws = resolve_spec(spec)["warm_start"]
     rows = generate_problems(int(ws["n_problems"]), int(ws["seed"]), partition="train",
@@ -271,10 +271,7 @@ def warm_start_dataset(spec: Mapping[str, Any]):
         solution, answer = r["solution"], r["answer"]
         if rng.random() < float(ws["shortcut_rate"]):
             solution, answer = shortcut_solution(solution)
-        examples.append({
-            "prompt": build_prompt(r["question"]),
-            "completion": [{"role": "assistant", "content": format_completion(solution, answer)}],
-        })
+        examples.append(sft_example(r["question"], solution, answer))
     return Dataset.from_list(examples)
 
 
