@@ -220,8 +220,21 @@ STEPS = {"convert": cmd_convert, "data": cmd_data, "sft": cmd_sft, "raw": cmd_ra
 EXTRA = {"replicate": cmd_replicate}  # run by name only: `python scripts/repro_smollm2.py replicate analyze`
 
 
+def parse_args(argv: list[str]) -> list[str]:
+    """The stage names to run (``all`` = every stage from scratch, then ``analyze``); exit 2 on an unknown one."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="scripts/repro_smollm2.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stages", nargs="*", default="all", metavar="STAGE",
+                        choices=["all", *STEPS, *EXTRA, "analyze"],
+                        help="all (default) or any of: " + ", ".join([*STEPS, *EXTRA, "analyze"]))
+    stages = parser.parse_args(argv).stages
+    return [stages] if isinstance(stages, str) else stages
+
+
 def main(argv: list[str]) -> int:
-    names = argv or ["all"]
+    names = parse_args(argv)
     if names == ["all"]:  # from scratch (the converted model stays cached)
         names = [*STEPS, "analyze"]
         shutil.rmtree(WORK, ignore_errors=True)

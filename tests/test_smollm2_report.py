@@ -94,3 +94,15 @@ def test_report_figures_come_from_the_items(work: Path, tmp_path: Path):
                     ("sft+grpo_g4", "7", "after")}
     for name in ("accuracy.png", "training.png", "step_time.png", "summary.json"):
         assert (docs / name).stat().st_size > 0
+
+
+def test_the_repro_script_names_its_stages():
+    """`--help` lists the stages, no stage = all, an unknown stage is one usage error (exit 2)."""
+    from scripts.repro_smollm2 import parse_args
+
+    assert parse_args([]) == ["all"]
+    assert parse_args(["data", "analyze"]) == ["data", "analyze"]
+    for argv, code in ((["--help"], 0), (["bogus"], 2)):
+        with pytest.raises(SystemExit) as exc:
+            parse_args(argv)
+        assert exc.value.code == code
