@@ -16,7 +16,7 @@ import logging
 import sys
 from typing import Any
 
-from mathreason.records import ERROR_KINDS
+from mathreason.records import CORRECT_FALSE_EQUATION, ERROR_KINDS
 
 log = logging.getLogger("mathreason")
 
@@ -199,6 +199,9 @@ def summary_table(summary: dict[str, Any]) -> str:
     lines += [f"{name:>12}: {fmt(value)}" for name, value, fmt in facts if value not in (None, "")]
     errors = [f"{kind} {summary[f'baseline/errors/{kind}']:.1%} → {summary[f'final/errors/{kind}']:.1%}"
               for kind in ERROR_KINDS[1:] if f"final/errors/{kind}" in summary and f"baseline/errors/{kind}" in summary]
+    lucky = CORRECT_FALSE_EQUATION.split("/", 1)[1]
+    if f"baseline/{lucky}" in summary and f"final/{lucky}" in summary:
+        errors.append(f"right with a false equation {summary[f'baseline/{lucky}']:.1%} → {summary[f'final/{lucky}']:.1%}")
     if errors:
         lines.insert(1, f"{'errors':>12}: " + " · ".join(errors))
     return "\n".join(lines)

@@ -5,7 +5,7 @@ import pytest
 from mathreason.data.arith import generate_problems
 from mathreason.data.prompts import format_completion
 from mathreason.records import ERROR_KINDS
-from mathreason.scoring.evaluation import equations, error_kind, score_completion
+from mathreason.scoring.evaluation import equations, error_kind, has_false_equation, score_completion
 from tests.helpers import yaml_value
 
 GOLD = "Tom has 23 apples.\n23 + 15 = 38\n38 - 7 = 31"
@@ -28,6 +28,16 @@ def kind(reasoning: str, answer: str | None, gold: str = "31", solution: str = G
 ])
 def test_each_kind(reasoning, answer, expected):
     assert kind(reasoning, answer) == expected
+
+
+def test_a_right_answer_after_a_false_equation_is_correct_but_flagged():
+    """The tiny model's "4 + 5 = 11" for 4 + 7 answers 11: correct for the reward, false in its working."""
+    lucky = "Ruby has 4 rocks.\n4 + 5 = 11"
+    assert kind(lucky, "11", gold="11") == "correct"
+    assert has_false_equation(lucky)
+    assert not has_false_equation("Ruby has 4 rocks.\n4 + 7 = 11")
+    assert not has_false_equation("no working at all")
+    assert has_false_equation(GOLD.replace("= 31", "= 30")) and not has_false_equation(GOLD)
 
 
 def test_kinds_are_the_record_format_and_gsm8k_annotations_parse():

@@ -15,7 +15,7 @@ import pytest
 
 from mathreason import records
 from mathreason.analysis import report as analysis
-from mathreason.analysis.runs import group_arms, items_frame, load_runs
+from mathreason.analysis.runs import group_arms, items_frame, load_runs, rewarded_false_equation
 from mathreason.report import main
 
 COMPONENTS = records.REWARD_NAMES
@@ -312,8 +312,9 @@ def test_each_2grpo_arm_gets_its_gain_ratio_and_the_error_taxonomy_is_tabled(tmp
                  extra_config={"geometry": {"hold": "rollouts", "rollouts_per_step": 64, "scale_lr": True}})
     for path in root.glob("*/eval/*.jsonl"):
         recs = [json.loads(line) for line in path.read_text().splitlines()]
-        for rec in recs:
+        for n, rec in enumerate(recs):
             rec["error"] = "correct" if rec["correct"] else "arithmetic"
+            rec["false_equation"] = not rec["correct"] or n % 2 == 0  # every other right answer by luck
         path.write_text("".join(json.dumps(r) + "\n" for r in recs))
     rep = analysis.build_report([root], tmp_path / "out", n_resamples=200, warn=lambda m: None)
     labels = sorted((r["g2"], r["g16"]) for r in rep.ratios)
@@ -327,4 +328,28 @@ def test_each_2grpo_arm_gets_its_gain_ratio_and_the_error_taxonomy_is_tabled(tmp
     share = 100 * (final["error"] == "arithmetic").mean()
     row = next(line for line in table.splitlines() if "grpo G=16 " in line and "| final" in line)
     assert [float(c) for c in row.split("|")[3:5]] == pytest.approx([100 - share, share])
+    lucky = 100 * (final["correct"] * final["false_equation"]).mean()
+    assert "correct with a false equation" in table.splitlines()[0]
+    assert float(row.split("|")[-2]) == pytest.approx(lucky, abs=0.051)
+    assert 0 < lucky < 100 - share
     assert "## Error taxonomy of the greedy answers" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_rewarded_rollouts_with_a_false_equation_come_from_trls_logged_completions(tmp_path):
+    """Of the rollouts the correctness reward scored right, the share whose working has a
+    false equation; a run without logged completions (or without correctness) has none."""
+    root = tmp_path / "sweep"
+    run_dir = make_run(root, "g16", evals={0: 0.2, 2: 0.3})
+    texts = [("4 + 7 = 11", 1.0), ("4 + 5 = 11", 1.0), ("4 + 5 = 10", 0.0), ("3 + 4 = 7\n7 + 1 = 9", 1.0)]
+    done = run_dir / Path(records.COMPLETIONS_GLOB).parent
+    done.mkdir(parents=True)
+    for step, rows in ((1, texts[:2]), (2, texts[2:])):
+        pd.DataFrame({"step": [step] * len(rows), "prompt": [[{"role": "user", "content": "q"}]] * len(rows),
+                      "completion": [[{"role": "assistant", "content": t}] for t, _ in rows],
+                      "correctness": [c for _, c in rows], "advantage": [0.0] * len(rows)}
+                     ).to_parquet(done / f"completions_{step:05d}.parquet")
+    assert rewarded_false_equation(run_dir) == pytest.approx(2 / 3)
+    assert pd.isna(rewarded_false_equation(make_run(tmp_path, "no-completions")))
+    rep = analysis.build_report([root / "g16"], tmp_path / "out", n_resamples=50, warn=lambda m: None)
+    assert rep.table.loc[rep.table["arm"] == "grpo G=16", "rewarded_false_equation"].item() == pytest.approx(2 / 3)
+    assert "rewarded rollouts with a false equation (%)" in (tmp_path / "out" / "results.md").read_text()

@@ -106,6 +106,10 @@ def test_eval_schedule_by_rollouts_sampling_at_the_last_eval_and_error_taxonomy(
         assert kinds["eval/errors/correct"] == pytest.approx(r["eval/accuracy_strict"])
     items = [json.loads(line) for line in (run_dir / "eval" / "step_000004.jsonl").read_text().splitlines()]
     assert all(len(i["samples_correct"]) == 2 and i["error"] for i in items)
+    # right by luck: the logged share is the items' own count, and a false equation never hides in "correct" only
+    lucky = sum(i["correct"] and i["false_equation"] for i in items) / len(items)
+    assert evals[-1]["eval/correct_with_false_equation"] == pytest.approx(lucky)
+    assert all(i["false_equation"] for i in items if i["error"] == "arithmetic")
     summary = json.loads((run_dir / "run.json").read_text())["summary"]
     assert summary["final/errors/correct"] == pytest.approx(summary["final/accuracy_strict"])
 

@@ -97,6 +97,7 @@ def summarize(arms: list[Arm], items: pd.DataFrame, frac: float = 0.9, **opts) -
                      "peak_memory_mb": cost["peak_memory_mb"].mean(), "wall_clock_s": cost["wall_clock_s"].mean(),
                      "total_rollouts": cost["total_rollouts"].mean(), "steps": cost["steps"].mean(),
                      "generated_tokens": cost["generated_tokens"].mean(), "zero_signal": cost["zero_signal"].mean(),
+                     "rewarded_false_equation": cost["rewarded_false_equation"].mean(),
                      "memory_keys": ";".join(sorted(set(cost["memory_key"].dropna()))), "baseline_source": arm.source})
     comps = []
     for arm in arms:
@@ -168,7 +169,8 @@ def markdown_table(arms: list[Arm], table: pd.DataFrame, frac: float) -> str:
                          f"{reach.mean:,.0f} [{_num(reach.ci_low)}, {_num(reach.ci_high)}]"),
                      "peak mem (MB)": _num(t["peak_memory_mb"]), "wall-clock (s)": _num(t["wall_clock_s"]),
                      "rollouts": _num(t["total_rollouts"]), "generated tokens": _num(t["generated_tokens"]),
-                     "zero-signal groups (%)": _num(100 * t["zero_signal"], "{:.0f}")})
+                     "zero-signal groups (%)": _num(100 * t["zero_signal"], "{:.0f}"),
+                     "rewarded rollouts with a false equation (%)": _num(100 * t["rewarded_false_equation"], "{:.0f}")})
     df = pd.DataFrame(rows)
     return df.to_markdown(index=False, colalign=["left"] + ["right"] * (df.shape[1] - 1))
 
@@ -182,6 +184,10 @@ def error_table(items: pd.DataFrame) -> str:
     share = (rows.groupby(["arm", "phase", "seed"], sort=False)["error"].value_counts(normalize=True)
              .unstack(fill_value=0.0).groupby(level=[0, 1], sort=False).mean() * 100)
     share = share.reindex(columns=[k for k in R.ERROR_KINDS if k in share.columns])
+    if rows["false_equation"].notna().all():  # right by luck: a right answer after a false equation
+        lucky = (rows["correct"] * rows["false_equation"]).groupby([rows["arm"], rows["phase"], rows["seed"]],
+                                                                  sort=False).mean()
+        share["correct with a false equation"] = lucky.groupby(level=[0, 1], sort=False).mean() * 100
     return share.round(1).reset_index().to_markdown(index=False)
 
 
@@ -264,12 +270,15 @@ def build_report(paths: list[Path], out: Path, frac: float = 0.9, n_resamples: i
              "mining samples), generated tokens (GRPO: rollouts x mean completion length; DPO: the mined samples' "
              "tokens): means over seeds. Zero-signal groups: GRPO groups whose rewards were all equal (zero advantage: "
              "no gradient, yet counted in the loss normaliser of every TRL `loss_type`), mean over steps and seeds. "
-             "Every per-item outcome is in `items.csv.gz`.",
+             "Rewarded rollouts with a false equation: of the training rollouts the correctness reward scored right, "
+             "the share whose working holds a false `a op b = c` (right by luck; TRL's logged completions), mean over "
+             "seeds. Every per-item outcome is in `items.csv.gz`.",
              "", "## Error taxonomy of the greedy answers", "",
              error_table(items) or "no per-item error records",
              "", "Kinds (first that applies): correct; format (no `<answer>` tags); arithmetic (a false `a op b = c`); "
              "stop_short (true equations that stop at an intermediate value of the gold solution); other (wrong "
-             "operands or operations).",
+             "operands or operations). Where shown, \"correct with a false equation\" is the part of \"correct\" "
+             "whose working holds a false equation: right by luck, rewarded all the same by a correctness reward.",
              "", "## Paired differences", "", comparisons.round(3).to_markdown(index=False) if len(comparisons) else "none",
              "", "## What this shows", "", *[f"- {line}" for line in shows or ["No paired differences."]],
              "", "## What it does not show", "", *[f"- {line}" for line in not_shown],

@@ -108,7 +108,26 @@ class Run:
                 "peak_memory_mb": mem[1], "memory_key": mem[0], "wall_clock_s": wall,
                 "total_rollouts": rollouts, "steps": np.nan if self.method == "eval" else self.last(R.STEP),
                 "generated_tokens": np.nan if self.method == "eval" else self.last(R.TOKENS),
-                "zero_signal": float(self.metrics[R.ZERO_SIGNAL].mean()) if R.ZERO_SIGNAL in self.metrics else np.nan}
+                "zero_signal": float(self.metrics[R.ZERO_SIGNAL].mean()) if R.ZERO_SIGNAL in self.metrics else np.nan,
+                "rewarded_false_equation": rewarded_false_equation(self.path)}
+
+
+def rewarded_false_equation(run_dir: Path) -> float:
+    """Of the GRPO training rollouts the correctness reward scored as right, the
+    share whose working holds a false equation (right by luck: "4 + 5 = 11"
+    answering 4 + 7). NaN without logged completions or a correctness reward."""
+    from mathreason.scoring.evaluation import has_false_equation
+
+    frames = [pd.read_parquet(p) for p in sorted(Path(run_dir).glob(R.COMPLETIONS_GLOB))]
+    frames = [f for f in frames if "correctness" in f and len(f)]
+    if not frames:
+        return np.nan
+    df = pd.concat(frames, ignore_index=True)
+    rewarded = df.loc[df["correctness"] > 0, "completion"]
+    if rewarded.empty:
+        return np.nan
+    text = rewarded.map(lambda c: c if isinstance(c, str) else "".join(m["content"] for m in c))
+    return float(text.map(has_false_equation).mean())
 
 
 @dataclass
@@ -148,12 +167,16 @@ def read_items(run_dir: Path) -> pd.DataFrame:
         df["step"] = int(path.stem.split("_")[-1])
         if "samples_correct" in df:  # mean@k of the sampled completions
             df["sampled"] = df["samples_correct"].map(lambda s: float(np.mean(s)) if s else np.nan)
+        if "false_equation" not in df and "error" in df and "completion" in df:  # eval files older than the field
+            from mathreason.scoring.evaluation import has_false_equation
+
+            df["false_equation"] = df["completion"].map(has_false_equation)
         frames.append(df)
-    cols = ["step", "item_id", "correct", "correct_lenient", "sampled", "error"]
+    cols = ["step", "item_id", "correct", "correct_lenient", "sampled", "error", "false_equation"]
     if not frames:
         return pd.DataFrame(columns=cols)
     return pd.concat(frames, ignore_index=True).reindex(columns=cols).astype(
-        {"correct": float, "correct_lenient": float, "sampled": float})
+        {"correct": float, "correct_lenient": float, "sampled": float, "false_equation": float})
 
 
 def load_run(run_dir: Path) -> Run:
@@ -261,7 +284,8 @@ def items_frame(arms: list[Arm]) -> pd.DataFrame:
     """Every per-item outcome: arm, seed, phase (baseline = the run's first eval,
     final = its last, train = those between; an eval run's one eval is its arm's
     phase: baseline or final), step, item_id, correct (greedy 0/1), correct_lenient,
-    sampled (mean@k; NaN without eval.num_samples > 1), error (``records.ERROR_KINDS``), run_dir."""
+    sampled (mean@k; NaN without eval.num_samples > 1), error (``records.ERROR_KINDS``),
+    false_equation (1 if an equation in the greedy working is false; NaN in older runs), run_dir."""
     frames = []
     for arm in arms:
         if arm.from_step0:
@@ -279,7 +303,8 @@ def items_frame(arms: list[Arm]) -> pd.DataFrame:
             df.insert(0, "arm", arm.label)
             df["run_dir"] = str(run.path)
             frames.append(df)
-    cols = ["arm", "seed", "phase", "step", "item_id", "correct", "correct_lenient", "sampled", "error", "run_dir"]
+    cols = ["arm", "seed", "phase", "step", "item_id", "correct", "correct_lenient", "sampled", "error",
+            "false_equation", "run_dir"]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 

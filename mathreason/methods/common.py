@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mathreason.records import ERROR_KINDS, ERRORS, ROLLOUTS, STEP, STRICT, TOKENS, WALL
+from mathreason.records import CORRECT_FALSE_EQUATION, ERROR_KINDS, ERRORS, ROLLOUTS, STEP, STRICT, TOKENS, WALL
 from mathreason.records.telemetry import Telemetry, TelemetryMixin
 
 log = logging.getLogger("mathreason")
@@ -295,6 +295,8 @@ def summarize(ctx: RunContext, extra: dict[str, Any] | None = None) -> dict[str,
             for kind in ERROR_KINDS:
                 if ERRORS + kind in rec:
                     summary[f"{tag}/errors/{kind}"] = rec[ERRORS + kind]
+            if CORRECT_FALSE_EQUATION in rec:
+                summary[f"{tag}/{CORRECT_FALSE_EQUATION.split('/', 1)[1]}"] = rec[CORRECT_FALSE_EQUATION]
     for key in (WALL, ROLLOUTS, TOKENS):
         values = [r[key] for r in records if key in r]
         if values:

@@ -10,6 +10,7 @@ A run dir::
                            final evals (logged before and after training) are records of their own
     config.yaml            the resolved config
     eval/step_XXXXXX.jsonl one record per held-out item per eval (EVAL_FIELDS)
+    checkpoints/completions/completions_XXXXX.parquet  GRPO's rollouts per logged step (TRL)
     wandb_id, run.lock, run.log, checkpoints/, final/, wandb/
 
 :func:`read_state`, :func:`read_metrics` and :func:`read_eval` check what a
@@ -35,6 +36,9 @@ CONFIG_FILE = "config.yaml"
 EVAL_DIR = "eval"
 EVAL_GLOB = "step_*.jsonl"
 WANDB_ID_FILE = "wandb_id"
+# TRL's GRPOTrainer (log_completions) writes each logged step's rollouts here:
+# prompt, completion, one column per reward function, advantage
+COMPLETIONS_GLOB = "checkpoints/completions/completions_*.parquet"
 FAILURES_FILE = "failures.json"  # in a sweep dir: the jobs that failed
 STATUSES = ("running", "done", "failed", "interrupted")
 
@@ -52,6 +56,10 @@ REWARD = "train/reward"
 # ``eval/errors/<kind>`` = the fraction of items, summing to 1 over the kinds.
 ERROR_KINDS = ("correct", "format", "arithmetic", "stop_short", "other")
 ERRORS = "eval/errors/"
+# The fraction of items whose greedy answer is right although an equation in its
+# working is false ("4 + 5 = 11" answering 11 for 4 + 7): right by luck, a
+# reward that does not reward the working (scoring.evaluation.has_false_equation).
+CORRECT_FALSE_EQUATION = "eval/correct_with_false_equation"
 ROLLOUTS_PER_STEP = "train/geometry/rollouts_per_step"
 ZERO_SIGNAL = "train/frac_reward_zero_std"  # TRL: the fraction of groups whose rewards are all equal
 GROUP_SIZE = "train/geometry/group_size"
@@ -71,7 +79,8 @@ def reward_key(name: str) -> str:
 # ---------------------------------------------------------------- eval records
 # eval/step_XXXXXX.jsonl: one JSON object per item, in the eval set's order.
 EVAL_FIELDS = ("item_id", "question", "gold", "completion", "extracted", "extracted_lenient",
-               "correct", "correct_lenient", "format")  # + "samples_correct" (k bools) when eval.num_samples > 1
+               "correct", "correct_lenient", "format")  # + "samples_correct" (k bools) when eval.num_samples > 1,
+# "error" (one of ERROR_KINDS) and "false_equation" (bool) in runs that log the taxonomy
 
 
 def eval_file(run_dir: str | Path, step: int) -> Path:

@@ -85,6 +85,11 @@ def equations(text: str) -> list[tuple[float, str, float, float]]:
     return [(float(a), op, float(b), float(c)) for a, op, b, c in _EQUATION.findall(text)]
 
 
+def has_false_equation(text: str) -> bool:
+    """Whether an ``a op b = c`` equation in the text is false (``7 + 5 = 13``)."""
+    return any(abs(_OPS[op](a, b) - c) > 1e-9 for a, op, b, c in equations(text))
+
+
 def error_kind(score: dict[str, Any], completion: str, solution: str | None) -> str:
     """One of ``records.ERROR_KINDS`` for a scored completion (first that applies):
 
@@ -99,9 +104,9 @@ def error_kind(score: dict[str, Any], completion: str, solution: str | None) -> 
         return "correct"
     if score["extracted"] is None:
         return "format"
-    steps = equations(completion)
-    if any(abs(_OPS[op](a, b) - c) > 1e-9 for a, op, b, c in steps):
+    if has_false_equation(completion):
         return "arithmetic"
+    steps = equations(completion)
     gold_steps = equations(solution or "")
     intermediate = {c for *_, c in gold_steps[:-1]}
     try:
@@ -150,6 +155,7 @@ def evaluate(model, tokenizer, rows: Sequence[dict], eval_cfg: Any, *, step: int
                 "completion": completion,
                 **score,
                 "error": error_kind(score, completion, row.get("solution")),
+                "false_equation": has_false_equation(completion),
             }
         )
     n = max(1, len(records))
@@ -160,6 +166,8 @@ def evaluate(model, tokenizer, rows: Sequence[dict], eval_cfg: Any, *, step: int
         "eval_samples": len(records),
         # the error taxonomy of the greedy answers (fractions of the items; they sum to 1)
         **{f"eval_errors/{kind}": sum(r["error"] == kind for r in records) / n for kind in ERROR_KINDS},
+        # right by luck: the answer is right, an equation in the working is false
+        "eval_correct_with_false_equation": sum(r["correct"] and r["false_equation"] for r in records) / n,
     }
     k = int(eval_cfg.num_samples)
     if k > 1 and sampled:
