@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,11 @@ class Run:
         ev["wall"] = wall.where(ev.index > 0, wall.fillna(0.0))
         return ev
 
+    @cached_property
+    def rewarded_false_equation(self) -> float:
+        """:func:`rewarded_false_equation` of this run, read once (summary() is called more than once)."""
+        return rewarded_false_equation(self.path)
+
     def summary(self) -> dict[str, Any]:
         mem = next(((k, self.metrics[k].max()) for k in R.MEMORY_KEYS
                     if k in self.metrics and self.metrics[k].notna().any()), (None, np.nan))
@@ -109,7 +115,7 @@ class Run:
                 "total_rollouts": rollouts, "steps": np.nan if self.method == "eval" else self.last(R.STEP),
                 "generated_tokens": np.nan if self.method == "eval" else self.last(R.TOKENS),
                 "zero_signal": float(self.metrics[R.ZERO_SIGNAL].mean()) if R.ZERO_SIGNAL in self.metrics else np.nan,
-                "rewarded_false_equation": rewarded_false_equation(self.path)}
+                "rewarded_false_equation": self.rewarded_false_equation}
 
 
 def rewarded_false_equation(run_dir: Path) -> float:
