@@ -41,6 +41,9 @@ def suggest(key: str) -> str:
     """'; did you mean X?' for a mistyped key, else ''."""
     import difflib
 
+    section, _, rest = key.partition(".extra.")
+    if rest and section in ("grpo", "dpo"):  # a TRL field not in the YAML: Hydra adds new keys only with +
+        return f"; {section}.extra takes any other TRL field with a leading +: +{key}=..."
     keys = known_keys()
     if key in keys:  # a real key whose section this composition lacks (grpo.* under method=eval)
         section = key.split(".")[0]

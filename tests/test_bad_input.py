@@ -24,6 +24,7 @@ CASES = [
     ("group-size-below-2", ["group_size=1"], {}, "group_size=1"),
     ("group-size-not-a-number", ["group_size=two"], {}, "group_size"),
     ("batch-not-divisible", ["group_size=16", "geometry.rollouts_per_step=60"], {}, "geometry.rollouts_per_step"),
+    ("trl-field-without-plus", ["grpo.extra.top_k=50"], {}, "+grpo.extra.top_k=..."),
     ("reward-weights-count", ["+grpo.extra.reward_weights=[1.0,2.0]"], {}, "grpo.extra.reward_weights"),
     ("unknown-reward", ["+reward.functions.made_up=1.0"], {}, "reward.functions.made_up"),
     ("unknown-backend", ["model.backend=jax"], {}, "model.backend"),
