@@ -16,7 +16,7 @@ import logging
 import sys
 from typing import Any
 
-from mathreason.records import CORRECT_FALSE_EQUATION, ERROR_KINDS
+from mathreason.records import CORRECT_FALSE_EQUATION, ERROR_KINDS, ERRORS, FORMAT_RATE, LENIENT, STRICT, summary_key
 
 log = logging.getLogger("mathreason")
 
@@ -144,7 +144,7 @@ def quiet_trainer(trainer, desc: str, verbose: bool = False):
 def _no_empty_completion_panel() -> None:
     """TRL's GRPOTrainer prints a rich 'Step N' panel of sample completions on
     every log, empty when ``num_completions_to_print=0``: skip the empty one
-    (``grpo.extra.num_completions_to_print=4`` shows four)."""
+    (``+grpo.extra.num_completions_to_print=4`` shows four)."""
     try:
         import trl.trainer.grpo_trainer as grpo_trainer
     except ImportError:
@@ -183,9 +183,9 @@ def summary_table(summary: dict[str, Any]) -> str:
     for name, justify in (("", "left"), ("strict", "right"), ("lenient", "right"), ("format", "right")):
         table.add_column(name, justify=justify)
     for tag, label in (("baseline", "before training"), ("final", "after training")):
-        if summary.get(f"{tag}/accuracy_strict") is not None:
-            table.add_row(label, *(f"{summary[f'{tag}/{k}']:.1%}" if summary.get(f"{tag}/{k}") is not None else "–"
-                                   for k in ("accuracy_strict", "accuracy_lenient", "format_rate")))
+        values = [summary.get(summary_key(tag, m)) for m in (STRICT, LENIENT, FORMAT_RATE)]
+        if values[0] is not None:
+            table.add_row(label, *(f"{v:.1%}" if v is not None else "–" for v in values))
     console = Console(width=100, record=True, file=_Null())
     console.print(table)
     lines = [console.export_text().rstrip()]
@@ -197,11 +197,11 @@ def summary_table(summary: dict[str, Any]) -> str:
         ("W&B", summary.get("wandb"), str),
     ]
     lines += [f"{name:>12}: {fmt(value)}" for name, value, fmt in facts if value not in (None, "")]
-    errors = [f"{kind} {summary[f'baseline/errors/{kind}']:.1%} → {summary[f'final/errors/{kind}']:.1%}"
-              for kind in ERROR_KINDS[1:] if f"final/errors/{kind}" in summary and f"baseline/errors/{kind}" in summary]
-    lucky = CORRECT_FALSE_EQUATION.split("/", 1)[1]
-    if f"baseline/{lucky}" in summary and f"final/{lucky}" in summary:
-        errors.append(f"right with a false equation {summary[f'baseline/{lucky}']:.1%} → {summary[f'final/{lucky}']:.1%}")
+    shown = [(kind, ERRORS + kind) for kind in ERROR_KINDS[1:]] + [("right with a false equation", CORRECT_FALSE_EQUATION)]
+    before_after = [(label, summary.get(summary_key("baseline", m)), summary.get(summary_key("final", m)))
+                    for label, m in shown]
+    errors = [f"{label} {before:.1%} → {after:.1%}" for label, before, after in before_after
+              if before is not None and after is not None]
     if errors:
         lines.insert(1, f"{'errors':>12}: " + " · ".join(errors))
     return "\n".join(lines)

@@ -52,3 +52,14 @@ def test_summary_table_has_the_run_facts():
     for expected in ("before training", "13.0%", "after training", "19.0%", "wall-clock: 181 s",
                      "rollouts: 1,024", "peak memory: 950 MB", "run dir: outputs/runs/x"):
         assert expected in text, (expected, text)
+
+
+def test_summary_table_errors_line_shows_each_kind_before_and_after():
+    text = summary_table({"method": "grpo", "baseline/accuracy_strict": 0.3, "final/accuracy_strict": 0.25,
+                          "baseline/errors/arithmetic": 0.6, "final/errors/arithmetic": 0.7,
+                          "baseline/errors/other": 0.1,  # no final value: not shown
+                          "baseline/correct_with_false_equation": 0.065,
+                          "final/correct_with_false_equation": 0.096})
+    errors = [line for line in text.splitlines() if line.strip().startswith("errors:")]
+    assert errors == ["      errors: arithmetic 60.0% → 70.0% · right with a false equation 6.5% → 9.6%"], text
+    assert "–" in text  # the missing lenient and format cells

@@ -10,7 +10,19 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mathreason.records import CORRECT_FALSE_EQUATION, ERROR_KINDS, ERRORS, ROLLOUTS, STEP, STRICT, TOKENS, WALL
+from mathreason.records import (
+    CORRECT_FALSE_EQUATION,
+    ERROR_KINDS,
+    ERRORS,
+    FORMAT_RATE,
+    LENIENT,
+    ROLLOUTS,
+    STEP,
+    STRICT,
+    TOKENS,
+    WALL,
+    summary_key,
+)
 from mathreason.records.telemetry import Telemetry, TelemetryMixin
 
 log = logging.getLogger("mathreason")
@@ -290,13 +302,11 @@ def summarize(ctx: RunContext, extra: dict[str, Any] | None = None) -> dict[str,
     summary: dict[str, Any] = {"method": ctx.cfg.method, "steps": records[-1][STEP] if records else 0}
     if evals:
         for tag, rec in (("baseline", evals[0]), ("final", evals[-1])):
-            for key in ("accuracy_strict", "accuracy_lenient", "format_rate"):
-                summary[f"{tag}/{key}"] = rec.get(f"eval/{key}")
-            for kind in ERROR_KINDS:
-                if ERRORS + kind in rec:
-                    summary[f"{tag}/errors/{kind}"] = rec[ERRORS + kind]
-            if CORRECT_FALSE_EQUATION in rec:
-                summary[f"{tag}/{CORRECT_FALSE_EQUATION.split('/', 1)[1]}"] = rec[CORRECT_FALSE_EQUATION]
+            for metric in (STRICT, LENIENT, FORMAT_RATE):
+                summary[summary_key(tag, metric)] = rec.get(metric)
+            for metric in [ERRORS + kind for kind in ERROR_KINDS] + [CORRECT_FALSE_EQUATION]:
+                if metric in rec:
+                    summary[summary_key(tag, metric)] = rec[metric]
     for key in (WALL, ROLLOUTS, TOKENS):
         values = [r[key] for r in records if key in r]
         if values:

@@ -60,6 +60,14 @@ ERRORS = "eval/errors/"
 # working is false ("4 + 5 = 11" answering 11 for 4 + 7): right by luck, a
 # reward that does not reward the working (scoring.evaluation.has_false_equation).
 CORRECT_FALSE_EQUATION = "eval/correct_with_false_equation"
+
+
+def summary_key(tag: str, metric: str) -> str:
+    """run.json's summary key for an eval metric at the baseline or final eval:
+    ``summary_key("final", "eval/errors/correct") == "final/errors/correct"``."""
+    return f"{tag}/{metric.split('/', 1)[1]}"
+
+
 ROLLOUTS_PER_STEP = "train/geometry/rollouts_per_step"
 ZERO_SIGNAL = "train/frac_reward_zero_std"  # TRL: the fraction of groups whose rewards are all equal
 GROUP_SIZE = "train/geometry/group_size"
