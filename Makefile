@@ -53,6 +53,7 @@ sweep-reward-ablation: ## correctness-only vs seed reward x 3 seeds on CPU (LAUN
 	$(call SWEEP,reward_ablation_cpu)
 
 repro-cpu: slurm-up ## the CPU experiment: 16-GRPO vs 2-GRPO (lr scaled / not) vs DPO x 5 seeds, 2 jobs at a time on the local SLURM cluster; report into docs/results/cpu
+	$(PYTHON) -m mathreason.models.tiny --config-dir sweeps --config-name repro_cpu
 	$(RUN) -m --config-dir sweeps --config-name repro_cpu
 	rm -rf docs/results/cpu
 	$(PYTHON) -m mathreason.report outputs/sweeps/repro_cpu --out docs/results/cpu

@@ -186,3 +186,30 @@ def test_cached_model_is_returned_without_building(tmp_path):
     ready.mkdir()
     (ready / MARKER).write_text(json.dumps({"spec": spec}))
     assert ensure_tiny_model(spec, tmp_path) == ready
+
+
+def test_prebuild_command_names_the_model_a_sweep_will_load(tmp_path):
+    """`python -m mathreason.models.tiny --config-dir sweeps --config-name repro_cpu`
+    (make repro-cpu's first step) resolves the sweep's own warm start: tiny.yaml
+    with the sweep YAML's model.tiny keys, under <cache_dir>/tiny. A cached
+    model is returned without building; a non-tiny model is one error line, exit 2."""
+    import yaml
+    from helpers import ROOT
+
+    from mathreason.models.tiny import MARKER, spec_hash
+
+    spec = yaml_value("model/tiny.yaml", "tiny")
+    sweep = yaml.safe_load((ROOT / "sweeps" / "repro_cpu.yaml").read_text())["model"]["tiny"]
+    for section, values in sweep.items():
+        spec[section] = {**spec[section], **values}
+    ready = tmp_path / "tiny" / spec_hash(spec)
+    ready.mkdir(parents=True)
+    (ready / MARKER).write_text(json.dumps({"spec": spec}))
+    cmd = [sys.executable, "-m", "mathreason.models.tiny", "--config-dir", str(ROOT / "sweeps"),
+           "--config-name", "repro_cpu", f"cache_dir={tmp_path}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == str(ready)
+    out = subprocess.run(cmd[:3] + ["model=smollm2-135m-instruct", f"cache_dir={tmp_path}"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 2 and out.stderr.strip() == "error: model=smollm2-135m-instruct: not the tiny model; nothing to build"

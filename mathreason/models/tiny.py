@@ -384,3 +384,45 @@ def ensure_tiny_model(spec: Mapping[str, Any] | None, cache_dir: str | Path) -> 
             shutil.rmtree(tmp, ignore_errors=True)
         log.info("tiny model %s built in %.0f s (%d params)", key, time.perf_counter() - t0, n_params)
     return final
+
+
+# --------------------------------------------------------------------------
+# command line: build the warm start a config names, before a sweep needs it
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mathreason.models.tiny [--config-dir D --config-name N] [key=value ...]``:
+    build (once) the tiny model that config composes, with every core, and
+    print its directory. A sweep's SLURM jobs get one CPU each; building it
+    first spares them the wait on one single-threaded build."""
+    import argparse
+    import sys
+
+    from hydra import compose, initialize_config_dir, initialize_config_module
+
+    parser = argparse.ArgumentParser(prog="python -m mathreason.models.tiny", description="Build (once) the tiny model a config composes, with every core; print its directory.")
+    parser.add_argument("--config-dir", default=None, help="a directory of primary configs, as for mathreason.run")
+    parser.add_argument("--config-name", default="config")
+    parser.add_argument("overrides", nargs="*", help="key=value, as for mathreason.run")
+    args = parser.parse_args(argv)
+    try:
+        if args.config_dir:
+            with initialize_config_dir(str(Path(args.config_dir).resolve()), version_base="1.3"):
+                cfg = compose(args.config_name, overrides=[*args.overrides, "hydra.searchpath=[pkg://mathreason.conf]"])
+        else:
+            with initialize_config_module("mathreason.conf", version_base="1.3"):
+                cfg = compose(args.config_name, overrides=args.overrides)
+        if cfg.model.get("tiny") is None:
+            raise UserError(f"model={cfg.model.name}: not the tiny model; nothing to build")
+        from mathreason.models.load import model_source
+
+        limit_torch_threads()
+        print(model_source(cfg.model, cfg.cache_dir))
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
