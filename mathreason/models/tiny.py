@@ -396,9 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     print its directory. A sweep's SLURM jobs get one CPU each; building it
     first spares them the wait on one single-threaded build."""
     import argparse
-    import sys
 
     from hydra import compose, initialize_config_dir, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from mathreason.cli import fail
 
     parser = argparse.ArgumentParser(prog="python -m mathreason.models.tiny", description="Build (once) the tiny model a config composes, with every core; print its directory.")
     parser.add_argument("--config-dir", default=None, help="a directory of primary configs, as for mathreason.run")
@@ -416,11 +419,9 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"model={cfg.model.name}: not the tiny model; nothing to build")
         from mathreason.models.load import model_source
 
-        limit_torch_threads()
-        print(model_source(cfg.model, cfg.cache_dir))
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        print(model_source(cfg.model, cfg.cache_dir))  # builds with limit_torch_threads(): every core
+    except (UserError, HydraException, OmegaConfBaseException) as err:
+        fail(err)
     return 0
 
 
