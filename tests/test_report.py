@@ -353,3 +353,20 @@ def test_rewarded_rollouts_with_a_false_equation_come_from_trls_logged_completio
     rep = analysis.build_report([root / "g16"], tmp_path / "out", n_resamples=50, warn=lambda m: None)
     assert rep.table.loc[rep.table["arm"] == "grpo G=16", "rewarded_false_equation"].item() == pytest.approx(2 / 3)
     assert "rewarded rollouts with a false equation (%)" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_2grpo_is_compared_with_16grpo_at_its_own_rollout_count(tmp_path):
+    """Like for like: 2-GRPO's last eval (1,280 rollouts at 64 per step) against
+    16-GRPO's eval at 1,280 rollouts (step 10 at 128 per step), paired per seed and item."""
+    root = tmp_path / "sweep"
+    for seed in (0, 1):
+        make_run(root, f"g2,seed={seed}", group_size=2, seed=seed, evals={0: 0.2, 10: 0.3, 20: 0.5})
+        make_run(root, f"g16,seed={seed}", group_size=16, seed=seed, evals={0: 0.2, 10: 0.4, 20: 0.7},
+                 rollouts_per_step=128)
+    rep = analysis.build_report([root], tmp_path / "out", n_resamples=500, warn=lambda m: None)
+    comps = rep.comparisons.set_index("comparison")
+    at = comps.loc["grpo G=2 − grpo G=16 at 1,280 rollouts"]
+    assert at["diff_pp"] == pytest.approx(10.0) and at["n_seeds"] == 2 and at["n_items"] == N_ITEMS
+    assert at["versus"] == "grpo G=16 at 1,280 rollouts"
+    assert comps.loc["grpo G=2 − grpo G=16", "diff_pp"] == pytest.approx(-20.0)  # each arm at its own end
+    assert any(line.startswith("grpo G=2 − grpo G=16 at 1,280 rollouts: +10.0 pp") for line in rep.findings)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from mathreason import records as R
 from mathreason.analysis import plots, stats
-from mathreason.analysis.runs import Arm, group_arms, items_frame, load_runs, matrix, paired
+from mathreason.analysis.runs import Arm, group_arms, items_frame, load_runs, matrix, matrix_at_rollouts, paired
 from mathreason.errors import UserError
 
 
@@ -110,12 +110,33 @@ def summarize(arms: list[Arm], items: pd.DataFrame, frac: float = 0.9, **opts) -
             a, b = paired(finals[x.label], finals[y.label])
             if a.size:
                 comps.append((f"{x.label} − {y.label}", x.label, y.label, stats.paired_difference(a, b, **opts)))
+        comps += equal_rollout_comparisons(trained, items, finals, opts)
     comparisons = pd.DataFrame([{"comparison": c, "arm": a, "versus": v, "diff_pp": 100 * e.mean,
                                  "ci_low_pp": 100 * e.ci_low, "ci_high_pp": 100 * e.ci_high, "p": e.p,
                                  "n_seeds": e.n_seeds, "n_items": e.n_items} for c, a, v, e in comps],
                                columns=["comparison", "arm", "versus", "diff_pp", "ci_low_pp", "ci_high_pp", "p",
                                         "n_seeds", "n_items"])
     return pd.DataFrame(rows), comparisons
+
+
+def equal_rollout_comparisons(arms: list[Arm], items: pd.DataFrame, finals: dict[str, pd.DataFrame],
+                              opts: dict) -> list[tuple]:
+    """Each G=2 GRPO arm's last eval against each larger-group GRPO arm's eval at
+    the same cumulative rollouts (the paper's like-for-like comparison), where
+    the larger arm was evaluated there."""
+    out = []
+    for small, large in itertools.permutations([a for a in arms if a.kind == "grpo"], 2):
+        if small.group_size != 2 or (large.group_size or 0) <= 2:
+            continue
+        ends = {float(r.evals["rollouts"].iloc[-1]) for r in small.runs}
+        if len(ends) != 1:
+            continue
+        (end,) = ends
+        a, b = paired(finals[small.label], matrix_at_rollouts(items, large, end))
+        if a.size:
+            out.append((f"{small.label} − {large.label} at {end:,.0f} rollouts", small.label,
+                        f"{large.label} at {end:,.0f} rollouts", stats.paired_difference(a, b, **opts)))
+    return out
 
 
 def ratios_2grpo(arms: list[Arm], items: pd.DataFrame, table: pd.DataFrame, **opts) -> list[dict]:

@@ -326,6 +326,18 @@ def matrix(items: pd.DataFrame, arm: Arm, phase: str, value: str = "correct") ->
     return rows.pivot_table(index="seed", columns="item_id", values=value, aggfunc="mean").dropna(axis=1)
 
 
+def matrix_at_rollouts(items: pd.DataFrame, arm: Arm, rollouts: float, value: str = "correct") -> pd.DataFrame:
+    """Seeds x items of ``value`` at the eval where each of the arm's runs had
+    generated ``rollouts`` rollouts (a seed without such an eval has no row)."""
+    frames = []
+    for run in arm.runs:
+        steps = run.evals.index[run.evals["rollouts"] == rollouts]
+        if len(steps):
+            frames.append(items[(items["run_dir"] == str(run.path)) & (items["step"] == steps[0])])
+    rows = pd.concat(frames) if frames else items.iloc[0:0]
+    return rows.pivot_table(index="seed", columns="item_id", values=value, aggfunc="mean").dropna(axis=1)
+
+
 def paired(*frames: pd.DataFrame) -> list[np.ndarray]:
     """The matrices restricted to their common seeds and items, aligned."""
     seeds = sorted(set.intersection(*(set(f.index) for f in frames)), key=str)
