@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from mathreason.cli import fail, one_line
 from mathreason.console import EVAL_LINES, phase, quiet_libraries
 from mathreason.errors import Interrupted, UserError
-from mathreason.records import CONFIG_FILE
+from mathreason.records import CONFIG_FILE, package_versions
 from mathreason.records.run_dir import (
     check_reuse,
     claim,
@@ -118,7 +118,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     started = time.time()
     write_state(run_dir, status="running", method=typed.method, overrides=overrides,
                 experiment_name=typed.experiment_name, error=None,
-                config=scrub_secrets(comparable_config(typed)), started=started)
+                config=scrub_secrets(comparable_config(typed)), started=started, versions=package_versions())
     (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(scrub_secrets(OmegaConf.to_container(typed, resolve=True))))
     try:
         device = setup_torch(typed)

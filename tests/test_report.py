@@ -370,3 +370,19 @@ def test_2grpo_is_compared_with_16grpo_at_its_own_rollout_count(tmp_path):
     assert at["versus"] == "grpo G=16 at 1,280 rollouts"
     assert comps.loc["grpo G=2 − grpo G=16", "diff_pp"] == pytest.approx(-20.0)  # each arm at its own end
     assert any(line.startswith("grpo G=2 − grpo G=16 at 1,280 rollouts: +10.0 pp") for line in rep.findings)
+
+
+def test_the_runs_package_versions_are_listed_and_a_difference_is_flagged(tmp_path):
+    a = make_run(tmp_path / "s", "a", seed=0, evals={0: 0.2, 4: 0.4})
+    b = make_run(tmp_path / "s", "b", seed=1, evals={0: 0.2, 4: 0.4})
+    for run_dir, trl in ((a, "1.16.0"), (b, "1.17.0")):
+        state = json.loads((run_dir / records.STATE_FILE).read_text())
+        state["versions"] = {"torch": "2.13.0+cpu", "trl": trl}
+        (run_dir / records.STATE_FILE).write_text(json.dumps(state))
+    runs, _ = load_runs([a])
+    assert analysis.versions_line(runs) == "Package versions (every run): torch 2.13.0+cpu, trl 1.16.0."
+    runs, _ = load_runs([tmp_path / "s"])
+    line = analysis.versions_line(runs)
+    assert line.startswith("Package versions differ between runs:") and "trl 1.16.0" in line and "trl 1.17.0" in line
+    analysis.build_report([tmp_path / "s"], tmp_path / "out", n_resamples=200, warn=lambda m: None)
+    assert line in (tmp_path / "out" / "results.md").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from pathlib import Path
 
@@ -131,6 +132,9 @@ def test_eval_on_real_gsm8k_rows(tmp_path, cache_dir, shared_data):
     assert 0.0 <= summary["final/accuracy_strict"] <= summary["final/accuracy_lenient"] <= 1.0
     rec = records(run_dir)[0]
     assert "eval/pass@2" in rec and "eval/mean@2" in rec
+    # the library versions the numbers came from (the same config can give other numbers under others)
+    versions = json.loads((run_dir / "run.json").read_text())["versions"]
+    assert versions["torch"] == importlib.metadata.version("torch") and versions["trl"] == importlib.metadata.version("trl")
 
 
 def test_dpo_mines_pairs_and_trains(tmp_path, cache_dir):

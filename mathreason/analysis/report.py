@@ -243,6 +243,18 @@ def findings(comparisons: pd.DataFrame, ratios: list[dict], arms: list[Arm]) -> 
     return shows, not_shown
 
 
+def versions_line(runs: list) -> str:
+    """The package versions the runs recorded (run.json ``versions``), or how they differ."""
+    seen: dict[str, int] = {}
+    for run in runs:
+        v = run.state.get("versions")
+        key = ", ".join(f"{k} {v[k]}" for k in v) if isinstance(v, dict) else "not recorded"
+        seen[key] = seen.get(key, 0) + 1
+    if len(seen) == 1:
+        return f"Package versions (every run): {next(iter(seen))}."
+    return "Package versions differ between runs: " + "; ".join(f"{n} run(s): {k}" for k, n in seen.items()) + "."
+
+
 @dataclass
 class Report:
     arms: list[Arm]
@@ -305,6 +317,7 @@ def build_report(paths: list[Path], out: Path, frac: float = 0.9, n_resamples: i
              "", "## What it does not show", "", *[f"- {line}" for line in not_shown],
              "", "## Plots", "", *[f"![{p.stem}]({p.name})" for p in pngs], "", "## Runs", ""]
     lines += [f"- **{a.label}**: " + ", ".join(f"seed {r.seed} `{r.path}`" for r in a.runs) for a in arms]
+    lines += ["", versions_line([r for a in arms if not a.from_step0 for r in a.runs])]
     if skipped:
         lines += ["", "## Runs left out", ""] + [f"- `{path}`: {why}" for path, why in skipped]
     files[0].write_text("\n".join(lines) + "\n")

@@ -35,6 +35,7 @@ from typing import Any
 
 from mathreason.console import phase
 from mathreason.errors import UserError
+from mathreason.records import package_versions
 
 log = logging.getLogger(__name__)
 
@@ -376,6 +377,9 @@ def ensure_tiny_model(spec: Mapping[str, Any] | None, cache_dir: str | Path) -> 
             (out / MARKER).write_text(json.dumps({
                 "spec": s, "hash": key, "builder_version": BUILDER_VERSION,
                 "n_params": n_params, "build_seconds": round(time.perf_counter() - t0, 1),
+                # the same spec can train to different weights under other library versions
+                "versions": package_versions(),
+                "weights_sha256": hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest(),
             }, indent=2, sort_keys=True))
             if final.exists():  # an incomplete leftover (crashed build)
                 shutil.rmtree(final)

@@ -5,7 +5,8 @@ its names from here.
 
 A run dir::
 
-    run.json               status (running|done|failed|interrupted), method, config, summary, started, finished
+    run.json               status (running|done|failed|interrupted), method, config, summary, started, finished,
+                           versions (package_versions())
     metrics.jsonl          one record per logged step: ``step`` + the W&B keys below; the baseline and
                            final evals (logged before and after training) are records of their own
     config.yaml            the resolved config
@@ -41,6 +42,25 @@ WANDB_ID_FILE = "wandb_id"
 COMPLETIONS_GLOB = "checkpoints/completions/completions_*.parquet"
 FAILURES_FILE = "failures.json"  # in a sweep dir: the jobs that failed
 STATUSES = ("running", "done", "failed", "interrupted")
+
+# the packages whose versions run.json records (``versions``): a rerun that
+# disagrees can be traced to a library that changed
+VERSIONED_PACKAGES = ("mathreason", "torch", "transformers", "trl", "peft", "accelerate", "datasets")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Python's and :data:`VERSIONED_PACKAGES`' installed versions (None: not installed), torch-free."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
 
 # ---------------------------------------------------------------- metric keys (metrics.jsonl = W&B)
 STEP = "step"
