@@ -131,6 +131,8 @@ def test_arms_values_and_paired_gains(rep):
     assert base.source == "eval run" and base.stats["strict"].mean == pytest.approx(0.20)
     assert g2.seeds == [0, 1] and g2.stats["strict"].mean == pytest.approx(0.55)
     assert g2.stats["lenient"].mean == pytest.approx(1.0) and g2.stats["sampled"].mean == pytest.approx(0.55 * 0.75)
+    assert g2.stats["pass"].mean == pytest.approx(0.55)  # 3 of 4 samples right on the greedy-right items, none elsewhere
+    assert "pass" not in g16.stats  # no samples
     gain = g2.stats["gain"]  # paired per seed and item against each run's own step 0
     assert gain.mean == pytest.approx(0.35) and gain.n_seeds == 2 and gain.n_items == N_ITEMS
     assert gain.ci_low <= 0.35 <= gain.ci_high and gain.ci_low > 0 and gain.p < 0.01

@@ -72,6 +72,8 @@ def summarize(arms: list[Arm], items: pd.DataFrame, frac: float = 0.9, **opts) -
                 col = runs["step0_strict" if arm.from_step0 else f"final_{key}"]
                 mean, half = stats.t_interval(col.to_numpy(float))
                 s[key] = stats.Estimate(mean, mean - half, mean + half, n_seeds=int(col.notna().sum()))
+        if sampled[arm.label].size:  # pass@k: an item counts when any of its k samples is right
+            s["pass"] = stats.mean_ci((sampled[arm.label].to_numpy(float) > 0).astype(float), **opts)
         if arm.kind != R.BASELINE:
             own = matrix(items, arm, "baseline") if arm.kind != "eval" else None
             base = own if own is not None and own.size else (
@@ -88,7 +90,7 @@ def summarize(arms: list[Arm], items: pd.DataFrame, frac: float = 0.9, **opts) -
         cost = runs.iloc[0:0] if arm.from_step0 else runs  # a step-0 baseline borrows evals, not cost
         rows.append({"arm": arm.label, "kind": arm.kind, "model": arm.model_data[0], "data": arm.model_data[1],
                      "group_size": arm.group_size, "n_seeds": len(arm.seeds), "seeds": ";".join(map(str, arm.seeds)),
-                     **{f"{k}_{f}": getattr(s.get(k, stats.NAN), f) for k in ("strict", "lenient", "sampled", "gain", "sampled_gain")
+                     **{f"{k}_{f}": getattr(s.get(k, stats.NAN), f) for k in ("strict", "lenient", "sampled", "pass", "gain", "sampled_gain")
                         for f in ("mean", "ci_low", "ci_high")},
                      "gain_p": s.get("gain", stats.NAN).p,
                      **{f"rollouts_to_{frac:g}_gain{suffix}": getattr(s.get("reach", stats.NAN), f)
@@ -182,6 +184,7 @@ def markdown_table(arms: list[Arm], table: pd.DataFrame, frac: float) -> str:
         rows.append({"arm": arm.label, "seeds": len(arm.seeds), "final strict (%) [95% CI]": _pct(s.get("strict")),
                      "final lenient (%)": _pct(s.get("lenient")),
                      "final mean@k (%) [95% CI]": _pct(s.get("sampled")),
+                     "final pass@k (%) [95% CI]": _pct(s.get("pass")),
                      "mean@k gain (pp) [95% CI]": _pct(s.get("sampled_gain"), signed=True),
                      "gain (pp) [95% CI]": _pct(s.get("gain"), signed=True),
                      "p": _num(s["gain"].p, "{:.3g}") if "gain" in s else "—",
@@ -293,7 +296,8 @@ def build_report(paths: list[Path], out: Path, frac: float = 0.9, n_resamples: i
              f"{f'; {len(skipped)} left out (listed below)' if skipped else ''}.", "", md_table, "",
              "- Accuracy: held-out strict (answer inside `<answer>` tags) and lenient accuracy at the run's last eval "
              "(baselines: their eval), mean over seeds and items, 95% bootstrap CI resampling seeds and items "
-             "(`mathreason.analysis.stats`).",
+             "(`mathreason.analysis.stats`). Sampled (`eval.num_samples` = k at `eval.temperature`): mean@k, the share "
+             "of right samples, and pass@k, the share of items with at least one right sample.",
              "- Gain: the paired difference, per seed and item, between the run's last eval and its own step-0 eval "
              "(eval arms: the baseline arm); p: two-sided bootstrap p-value.",
              f"- Rollouts to {100 * frac:g}% of gain: the first eval of the arm's mean curve whose gain over step 0 "
