@@ -52,7 +52,7 @@ sweep-grpo-vs-dpo: ## baseline vs GRPO vs DPO x 3 seeds on CPU (LAUNCHER=local|s
 sweep-reward-ablation: ## correctness-only vs seed reward x 3 seeds on CPU (LAUNCHER=local|slurm)
 	$(call SWEEP,reward_ablation_cpu)
 
-repro-cpu: slurm-up ## the CPU experiment: 16-GRPO vs 2-GRPO (lr scaled / not) vs DPO x 5 seeds, 2 jobs at a time on the local SLURM cluster; report into docs/results/cpu (~90 min on 2 cores + ~14 min to build the warm start once)
+repro-cpu: slurm-up ## the CPU experiment: 16-GRPO vs 2-GRPO (lr scaled / not) vs DPO x 5 seeds, 2 jobs at a time on the local SLURM cluster; report into docs/results/cpu (44-88 min measured on 2 cores + 8-14 min to build the warm start once)
 	$(PYTHON) -m mathreason.models.tiny --config-dir sweeps --config-name repro_cpu
 	$(RUN) -m --config-dir sweeps --config-name repro_cpu
 	rm -rf docs/results/cpu

@@ -3,7 +3,7 @@ experiment's own setting (sweeps/repro_cpu.yaml: the skilled warm start meets
 comparison phrasing it never saw), one fixed seed, the greedy outcome of every
 held-out item before and after training, compared paired with a bootstrap CI.
 
-Slow: the skilled warm start takes ~14 min to build on 2 cores (once per
+Slow: the skilled warm start takes 8-14 min to build on 2 cores (once per
 cache), the run ~3 min."""
 
 from __future__ import annotations
