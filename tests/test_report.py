@@ -388,3 +388,15 @@ def test_the_runs_package_versions_are_listed_and_a_difference_is_flagged(tmp_pa
     assert line.startswith("Package versions differ between runs:") and "trl 1.16.0" in line and "trl 1.17.0" in line
     analysis.build_report([tmp_path / "s"], tmp_path / "out", n_resamples=200, warn=lambda m: None)
     assert line in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_a_curve_matches_evals_by_order_where_seeds_evaluate_at_other_steps(tmp_path):
+    """DPO's rounds mine a different number of pairs per seed, so its evals fall at
+    other steps; the curve still has every eval, at the seeds' mean x."""
+    make_run(tmp_path, "dpo0", method="dpo", seed=0, evals={0: 0.2, 5: 0.3, 10: 0.4})
+    make_run(tmp_path, "dpo1", method="dpo", seed=1, evals={0: 0.2, 6: 0.1, 12: 0.2})
+    rep = analysis.build_report([tmp_path], tmp_path / "out", n_resamples=200, warn=lambda m: None)
+    (dpo,) = [a for a in rep.arms if a.kind == "dpo"]
+    curve = dpo.stats["curve"]
+    assert list(curve["step"]) == [0, 5.5, 11] and list(curve["mean"]) == pytest.approx([0.2, 0.2, 0.3])
+    assert (curve["low"] <= curve["mean"]).all() and (curve["mean"] <= curve["high"]).all()

@@ -26,25 +26,33 @@ from mathreason.errors import UserError
 
 
 def _curve(arm: Arm, items: pd.DataFrame, frac: float, opts: dict) -> None:
-    """Per eval step: mean strict accuracy and its CI band, x positions, and the
-    rollouts at which the arm reaches ``frac`` of its final gain."""
+    """Per eval: mean strict accuracy and its CI band, x positions (step, rollouts,
+    wall-clock; means over seeds), and the rollouts at which the arm reaches
+    ``frac`` of its final gain. Evals are matched across seeds by step, or by
+    their order where every run has as many evals at other steps (DPO: the
+    rounds' pair counts, hence steps, vary by seed)."""
     s = arm.stats
-    xs = pd.concat([r.evals[["rollouts", "wall"]] for r in arm.runs]).groupby(level=0).mean()
+    evals = [r.evals[["rollouts", "wall"]].assign(step=r.evals.index) for r in arm.runs]
+    by_order = len({len(e) for e in evals}) == 1 and len({tuple(e.index) for e in evals}) > 1
+    key = {(str(r.path), st): (i if by_order else st) for r, e in zip(arm.runs, evals) for i, st in enumerate(e.index)}
+    xs = pd.concat([e.reset_index(drop=True) if by_order else e for e in evals]).groupby(level=0).mean()
     rows = items[items["run_dir"].isin({str(r.path) for r in arm.runs})]
     if arm.from_step0:
         rows = rows[rows["phase"] == "baseline"]
-    grid = rows.pivot_table(index=["seed", "step"], columns="item_id", values="correct").dropna(axis=1)
-    steps = grid.index.get_level_values("step")
+    rows = rows.assign(at=[key.get((d, st)) for d, st in zip(rows["run_dir"], rows["step"])]).dropna(subset=["at"])
+    grid = rows.pivot_table(index=["seed", "at"], columns="item_id", values="correct").dropna(axis=1)
+    at = grid.index.get_level_values("at")
     n_seeds = grid.index.get_level_values("seed").nunique()
-    common = [t for t in sorted(set(steps)) if (steps == t).sum() == n_seeds and t in xs.index]
+    common = [t for t in sorted(set(at)) if (at == t).sum() == n_seeds and t in xs.index]
     if not common or grid.shape[1] == 0:  # no per-item records: seed means from metrics.jsonl, no band
-        ev = pd.concat([r.evals[R.STRICT] for r in arm.runs]).groupby(level=0).mean()
-        s["curve"] = pd.DataFrame({"mean": ev, "low": ev, "high": ev, "step": ev.index}).join(xs)
+        ev = pd.concat([r.evals[R.STRICT].reset_index(drop=True) if by_order else r.evals[R.STRICT]
+                        for r in arm.runs]).groupby(level=0).mean()
+        s["curve"] = pd.DataFrame({"mean": ev, "low": ev, "high": ev}).join(xs)
         return
-    grid = grid[grid.index.get_level_values("step").isin(common)].sort_index()
+    grid = grid[grid.index.get_level_values("at").isin(common)].sort_index()
     tensor = grid.to_numpy(float).reshape(n_seeds, len(common), grid.shape[1])
     mean, low, high, reach = stats.curve_bootstrap(tensor, xs.loc[common, "rollouts"].to_numpy(), frac, **opts)
-    s["curve"] = pd.DataFrame({"mean": mean, "low": low, "high": high, "step": common}, index=common).join(xs)
+    s["curve"] = pd.DataFrame({"mean": mean, "low": low, "high": high}, index=common).join(xs)
     if arm.kind != R.BASELINE and len(common) > 1:
         s["reach"] = reach
 
