@@ -331,7 +331,8 @@ def matrix_at_rollouts(items: pd.DataFrame, arm: Arm, rollouts: float, value: st
     generated ``rollouts`` rollouts (a seed without such an eval has no row)."""
     frames = []
     for run in arm.runs:
-        steps = run.evals.index[run.evals["rollouts"] == rollouts]
+        evals = run.evals  # a property that regroups metrics.jsonl on every access
+        steps = evals.index[evals["rollouts"] == rollouts]
         if len(steps):
             frames.append(items[(items["run_dir"] == str(run.path)) & (items["step"] == steps[0])])
     rows = pd.concat(frames) if frames else items.iloc[0:0]
