@@ -16,7 +16,18 @@ import logging
 import sys
 from typing import Any
 
-from mathreason.records import CORRECT_FALSE_EQUATION, ERROR_KINDS, ERRORS, FORMAT_RATE, LENIENT, STRICT, summary_key
+from tqdm.std import tqdm as _tqdm
+
+from mathreason.records import (
+    CORRECT_FALSE_EQUATION,
+    ERROR_KINDS,
+    ERRORS,
+    FORMAT_RATE,
+    LENIENT,
+    SAMPLED_PREFIXES,
+    STRICT,
+    summary_key,
+)
 
 log = logging.getLogger("mathreason")
 
@@ -42,6 +53,65 @@ class TqdmHandler(logging.StreamHandler):
             tqdm.write(self.format(record), file=self.stream or sys.stderr)
         except Exception:  # noqa: BLE001 - logging must never raise
             self.handleError(record)
+
+
+def is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed file
+        return False
+
+
+class LogFileBar(_tqdm):
+    """A progress bar for a file nobody watches (SLURM, nohup, CI, ``> log 2>&1``):
+    no redraws, one whole line each time the work passes another tenth (10% to
+    90%), and the final line when the bar closes, with the last numbers the
+    phase set. A bar with no total prints only its final line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._tenths = 0            # the last tenth printed (0: none yet)
+        self._printed_n: float | None = None
+        super().__init__(*args, **kwargs)
+
+    def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+        if msg is not None:         # tqdm clearing its in-place line: nothing was drawn in place
+            return False
+        tenths = min(9, int(10 * self.n / self.total)) if self.total else 0
+        if tenths > self._tenths:
+            self._tenths = tenths
+            self._print_line()
+        return True
+
+    def _print_line(self) -> None:
+        self._printed_n = self.n
+        self.fp.write(self.__str__() + "\n")
+        self.fp.flush()
+
+    def clear(self, nolock: bool = False) -> None:
+        pass
+
+    def moveto(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        if getattr(self, "disable", True):
+            return
+        if self._printed_n != self.n:
+            self._ema_dt = lambda: None  # the overall rate, as tqdm's own final line
+            self._print_line()
+        self.leave = False
+        super().close()
+
+
+def progress_bar(**kwargs: Any) -> _tqdm:
+    """Every progress bar of a run: tqdm's redrawing bar in a terminal, a
+    :class:`LogFileBar` when the stream is a file."""
+    stream = kwargs.get("file") or sys.stderr
+    if is_terminal(stream):
+        from tqdm.auto import tqdm
+
+        return tqdm(**kwargs)
+    return LogFileBar(**kwargs)
 
 
 def phase(name: str, detail: str = "") -> None:
@@ -91,7 +161,6 @@ def make_progress_callback(desc: str):
     """A transformers ``TrainerCallback``: one bar over the phase's steps whose
     postfix shows the numbers in ``POSTFIX``; replaces transformers'
     ``ProgressCallback`` (which prints every metric dict to the terminal)."""
-    from tqdm.auto import tqdm
     from transformers import TrainerCallback
 
     class Progress(TrainerCallback):
@@ -100,7 +169,7 @@ def make_progress_callback(desc: str):
 
         def on_train_begin(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
-                self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=desc, unit="step",
+                self.bar = progress_bar(total=state.max_steps, initial=state.global_step, desc=desc, unit="step",
                                 dynamic_ncols=True, leave=True)
 
         def on_step_end(self, args, state, control, **kwargs):
@@ -174,21 +243,71 @@ def quiet_libraries(verbose: bool = False) -> None:
     hf_logging.disable_progress_bar()
 
 
+def change_lines(summary: dict[str, Any]) -> list[str]:
+    """How sure the before/after is, one line per metric (``change/<metric>/...`` in run.json);
+    an eval-only run: its accuracy's CI (``final/<metric>_ci``)."""
+    lines = []
+    for metric, label in _summary_metrics(summary):
+        c = {k.rsplit("/", 1)[1]: v for k, v in summary.items() if k.startswith(f"change/{metric}/")}
+        if c.get("diff") is not None:
+            tail = f"{c['gained']} items gained, {c['lost']} lost"
+            if c.get("p_mcnemar") is not None:
+                tail += f", McNemar p = {c['p_mcnemar']:.2g}"
+            lines.append(f"{label} {100 * c['diff']:+.1f} pp [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}] "
+                         f"(95% CI, paired over {c['n_items']:,} items; {tail})")
+        ci = summary.get(f"final/{metric}_ci")
+        if ci and c.get("diff") is None:
+            lines.append(f"{label} {100 * summary.get(f'final/{metric}', float('nan')):.1f}% "
+                         f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}] over {summary.get('eval_items', '?'):,} items")
+    return lines
+
+
+def _summary_metrics(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """(metric, label) for greedy strict accuracy and each sampled mean@k in the summary."""
+    names = set()
+    for key in summary:
+        if key.startswith("change/mean@"):
+            names.add(key.split("/")[1])
+        elif key.startswith("final/mean@") and key.endswith("_ci"):
+            names.add(key[len("final/"):-len("_ci")])
+    return [("accuracy_strict", "strict")] + [(m, m) for m in sorted(names)]
+
+
 def summary_table(summary: dict[str, Any]) -> str:
-    """The end-of-run table as text (the console and run.log print the same)."""
+    """The end-of-run table as text (the console and run.log print the same): before/after rows
+    (one row for an eval-only run), the change with its CI, the error mix, the run's facts."""
     from rich.console import Console
     from rich.table import Table
 
+    single = summary_key("baseline", STRICT) not in summary
+    sampled = sorted({k.split("/", 1)[1] for k in summary
+                      if k.startswith(tuple(summary_key(t, p) for t in ("baseline", "final") for p in SAMPLED_PREFIXES))
+                      and not k.endswith("_ci")}, key=lambda m: (m.split("@")[0] != "pass", m))
+    columns = [STRICT, LENIENT, FORMAT_RATE] + [f"eval/{m}" for m in sampled]
     table = Table(title=f"{summary.get('method')} — held-out accuracy", title_justify="left")
-    for name, justify in (("", "left"), ("strict", "right"), ("lenient", "right"), ("format", "right")):
-        table.add_column(name, justify=justify)
-    for tag, label in (("baseline", "before training"), ("final", "after training")):
-        values = [summary.get(summary_key(tag, m)) for m in (STRICT, LENIENT, FORMAT_RATE)]
+    table.add_column("", justify="left")
+    for metric in columns:
+        table.add_column(metric.split("/", 1)[1].replace("accuracy_", "").replace("_rate", ""), justify="right")
+    rows = (("final", "accuracy"),) if single else (("baseline", "before training"), ("final", "after training"))
+    for tag, label in rows:
+        values = [summary.get(summary_key(tag, m)) for m in columns]
         if values[0] is not None:
             table.add_row(label, *(f"{v:.1%}" if v is not None else "–" for v in values))
     console = Console(width=100, record=True, file=_Null())
     console.print(table)
     lines = [console.export_text().rstrip()]
+    for n, text in enumerate(change_lines(summary)):
+        lines.append(f"{('95% CI' if single else 'change') if n == 0 else '':>12}{':' if n == 0 else ' '} {text}")
+    shown = [(kind, ERRORS + kind) for kind in ERROR_KINDS[1:]] + [("right with a false equation", CORRECT_FALSE_EQUATION)]
+    if single:
+        errors = [f"{name} {summary[summary_key('final', m)]:.1%}" for name, m in shown
+                  if summary.get(summary_key("final", m)) is not None]
+    else:
+        errors = [f"{name} {summary[summary_key('baseline', m)]:.1%} → {summary[summary_key('final', m)]:.1%}"
+                  for name, m in shown if summary.get(summary_key("baseline", m)) is not None
+                  and summary.get(summary_key("final", m)) is not None]
+    if errors:
+        lines.append(f"{'errors':>12}: " + " · ".join(errors))
     facts = [
         ("wall-clock", summary.get("wall_clock_s"), lambda v: f"{v:,.0f} s"),
         ("rollouts", summary.get("cumulative_rollouts"), lambda v: f"{v:,.0f}"),
@@ -197,13 +316,6 @@ def summary_table(summary: dict[str, Any]) -> str:
         ("W&B", summary.get("wandb"), str),
     ]
     lines += [f"{name:>12}: {fmt(value)}" for name, value, fmt in facts if value not in (None, "")]
-    shown = [(kind, ERRORS + kind) for kind in ERROR_KINDS[1:]] + [("right with a false equation", CORRECT_FALSE_EQUATION)]
-    before_after = [(label, summary.get(summary_key("baseline", m)), summary.get(summary_key("final", m)))
-                    for label, m in shown]
-    errors = [f"{label} {before:.1%} → {after:.1%}" for label, before, after in before_after
-              if before is not None and after is not None]
-    if errors:
-        lines.insert(1, f"{'errors':>12}: " + " · ".join(errors))
     return "\n".join(lines)
 
 

@@ -27,19 +27,11 @@ def _eval_files(run: Path) -> list[Path]:
 
 
 def paired_stats(before: np.ndarray, after: np.ndarray) -> dict:
-    """after - before on the same items: the CPU experiment's paired bootstrap
-    (mathreason.analysis.stats) plus the exact McNemar p on the discordant items."""
-    from scipy.stats import binomtest
+    """after - before on the same items (mathreason.analysis.stats.paired_change)."""
+    from mathreason.analysis.stats import paired_change
 
-    from mathreason.analysis.stats import paired_difference
-
-    d = paired_difference(after, before)
-    lost = int(((before == 1) & (after == 0)).sum())
-    gained = int(((before == 0) & (after == 1)).sum())
-    p = binomtest(gained, gained + lost, 0.5).pvalue if gained + lost else 1.0
-    return {"n": len(before), "before": float(before.mean()), "after": float(after.mean()), "diff": d.mean,
-            "ci_low": d.ci_low, "ci_high": d.ci_high, "p_bootstrap": d.p, "gained": gained, "lost": lost,
-            "p_mcnemar": float(p)}
+    change = paired_change(before, after)
+    return {"n": change["n_items"], **change}
 
 
 def _step_times(run: Path) -> list[float]:

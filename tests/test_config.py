@@ -189,3 +189,66 @@ def test_world_size_comes_from_the_launcher_and_must_divide_the_step(monkeypatch
     monkeypatch.setenv("WORLD_SIZE", "3")
     with pytest.raises(UserError, match="world size 3"):
         plan_geometry(compose(["geometry.rollouts_per_step=64"]), n_train_prompts=256)
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (CONF / "model").glob("qwen2.5-*.yaml")))
+def test_each_real_model_preset_carries_its_own_lengths_and_lr(preset):
+    """A Qwen run must not inherit the tiny model's 64-token completions and lr."""
+    from omegaconf import OmegaConf
+
+    for method in ("grpo", "dpo"):
+        composed = compose([f"model={preset}", f"method={method}"])
+        cfg = {key: OmegaConf.to_container(composed[key], resolve=True) for key in ("model", "eval", method)}
+        recipe = cfg["model"]["recipe"]
+        assert cfg["eval"]["max_new_tokens"] == recipe["eval_length"] >= 256
+        if method == "grpo":
+            assert cfg["grpo"]["max_completion_length"] == recipe["completion_length"] >= 256
+            assert cfg["grpo"]["learning_rate"] == recipe["grpo_lr"]
+        else:
+            assert cfg["dpo"]["mining"]["max_new_tokens"] == recipe["completion_length"]
+            assert cfg["dpo"]["learning_rate"] == recipe["dpo_lr"]
+    tiny = compose(["model=tiny"]).model.recipe
+    assert recipe["grpo_lr"] != tiny.grpo_lr and recipe["completion_length"] > tiny.completion_length
+    # a method key set directly still wins over the preset
+    assert compose([f"model={preset}", "grpo.learning_rate=0.001"]).grpo.learning_rate == 0.001
+
+
+def compose_sweep_job(sweep: str, overrides: list[str]):
+    """One job of a sweep file under sweeps/, composed as `--config-dir sweeps --config-name SWEEP` does."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "sweeps"), version_base="1.3"):
+        cfg = hydra_compose(config_name=sweep, overrides=[*overrides, "hydra.searchpath=[pkg://mathreason.conf]"],
+                            return_hydra_config=True)
+    return validate(cfg, overrides)
+
+
+def test_the_miniature_dev_sweep_runs_the_papers_regime_on_dev():
+    """Every arm of the dev phase validates, chooses on dev only, trains the same epochs over the
+    same prompts with a 10-step warm-up; 16-GRPO is evaluated where 2-GRPO ends (equal rollouts);
+    the SFT control takes as many steps over as many examples as 16-GRPO."""
+    import math
+
+    import yaml
+
+    params = yaml.safe_load((ROOT / "sweeps" / "miniature_dev.yaml").read_text())["hydra"]["sweeper"]["params"]
+    arms = {arm: compose_sweep_job("miniature_dev", [f"+arm={arm}"]) for arm in params["+arm"].split(",")}
+    assert {cfg.data.eval_split for cfg in arms.values()} == {"dev"}
+    assert len({(cfg.data.n_train, cfg.data.seed, str(cfg.model.tiny)) for cfg in arms.values()}) == 1
+    grpo = {arm: cfg for arm, cfg in arms.items() if cfg.method == "grpo"}
+    assert {cfg.group_size for cfg in grpo.values()} == {2, 16}
+    assert len({(cfg.geometry.epochs, cfg.geometry.rollouts_per_step, cfg.grpo.warmup_steps,
+                 cfg.grpo.lr_scheduler_type) for cfg in grpo.values()}) == 1
+    geo = {g: plan_geometry(cfg, n_train_prompts=cfg.data.n_train) for cfg in grpo.values() for g in [cfg.group_size]}
+    assert geo[2].steps * 8 == geo[16].steps  # 1/8 of the steps and rollouts
+    g2_total = geo[2].steps * geo[2].rollouts_per_step
+    for cfg in grpo.values():
+        if cfg.group_size == 16:
+            assert g2_total in cfg.eval.at_rollouts
+    lrs = sorted(cfg.grpo.learning_rate for cfg in grpo.values() if cfg.group_size == 2)
+    assert [lr / lrs[0] for lr in lrs] == pytest.approx([1, 2, 4, 8])
+    for cfg in (c for c in arms.values() if c.method == "sft"):
+        assert math.ceil(cfg.data.n_train / cfg.sft.batch_size) * cfg.sft.epochs == geo[16].steps
+        assert cfg.sft.batch_size == geo[16].prompts_per_step and cfg.sft.warmup_steps == 10
+    assert sum(c.method == "sft" for c in arms.values()) == sum(c.group_size == 16 for c in grpo.values())

@@ -55,3 +55,20 @@ def test_installed_console_command_matches_python_m(installed):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "name: smollm2-135m-instruct" in out.stdout
     assert "Primary config module" not in out.stderr
+
+
+def test_the_readme_is_read_in_five_minutes():
+    """A newcomer's page: short, both set-up commands on the first screen, no issue
+    numbers; narratives, measurements and the changelog live beside it."""
+    import re
+
+    root = ROOT
+    lines = (root / "README.md").read_text().splitlines()
+    assert len(lines) <= 250, f"README.md has {len(lines)} lines (link to docs/ instead)"
+    first_screen = "\n".join(lines[:40])
+    assert "make install run" in first_screen and "make install test" in first_screen
+    assert not re.search(r"\bissues? #?\d+|#\d+\b", "\n".join(lines), re.IGNORECASE)
+    assert (root / "CHANGELOG.md").is_file() and any((root / "docs" / "experiments").glob("*.md"))
+    for link in re.findall(r"\]\(([^)#]+)\)", "\n".join(lines)):  # every relative link resolves
+        if not link.startswith("http"):
+            assert (root / link).exists(), link

