@@ -5,7 +5,7 @@ PIP ?= $(PYTHON) -m pip
 TORCH_SPEC ?= torch==2.13.0
 RUN := $(PYTHON) -m mathreason.run
 
-.PHONY: help install install-gpu run test test-fast lint slurm-up slurm-down sweep-group-size sweep-grpo-vs-dpo sweep-reward-ablation repro-cpu report bench clean-outputs model-smollm2 repro-smollm2
+.PHONY: help install install-gpu run test test-fast lint slurm-up slurm-down sweep-group-size sweep-grpo-vs-dpo sweep-reward-ablation repro-cpu report bench clean-outputs model-smollm2 repro-smollm2 miniature-dev
 
 help:
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -77,3 +77,12 @@ bench: ## benchmarks: GSM8K eval throughput, adversarial answer scoring, framewo
 
 clean-outputs: ## delete outputs/ and multirun/ (run dirs, sweeps); the model cache stays
 	rm -rf outputs multirun
+
+# The faithful miniature of "It Takes Two" (sweeps/miniature*.yaml): run dirs under the cache dir, outside the
+# work tree, so a re-run of the same target resumes (finished jobs are skipped).
+CACHE_DIR ?= $(or $(MATHREASON_CACHE_DIR),$(HOME)/.cache/mathreason)
+miniature-dev: slurm-up ## the miniature, phase 1: lrs and epochs chosen on dev (1 warm start, 1 seed), report into docs/results/miniature-dev
+	$(PYTHON) -m mathreason.models.tiny --config-dir sweeps --config-name miniature_dev
+	$(RUN) -m --config-dir sweeps --config-name miniature_dev
+	rm -rf docs/results/miniature-dev
+	$(PYTHON) -m mathreason.report $(CACHE_DIR)/sweeps/miniature_dev --out docs/results/miniature-dev

@@ -42,12 +42,12 @@ def suggest(key: str) -> str:
     import difflib
 
     section, _, rest = key.partition(".extra.")
-    if rest and section in ("grpo", "dpo"):  # a TRL field not in the YAML: Hydra adds new keys only with +
+    if rest and section in ("grpo", "dpo", "sft"):  # a TRL field not in the YAML: Hydra adds new keys only with +
         return f"; {section}.extra takes any other TRL field with a leading +: +{key}=..."
     keys = known_keys()
     if key in keys:  # a real key whose section this composition lacks (grpo.* under method=eval)
         section = key.split(".")[0]
-        return f"; the {section} section comes with method={section}" if section in ("grpo", "dpo") else ""
+        return f"; the {section} section comes with method={section}" if section in ("grpo", "dpo", "sft") else ""
     close = difflib.get_close_matches(key, keys, n=1, cutoff=0.75)
     return f"; did you mean {close[0]}?" if close else ""
 

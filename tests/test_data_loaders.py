@@ -15,7 +15,7 @@ from mathreason.data.prompts import build_prompt
 from mathreason.errors import UserError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-ROW_KEYS = {"prompt", "question", "answer", "answer_format", "solution"}
+ROW_KEYS = {"prompt", "question", "answer", "answer_format", "solution", "chain_id"}
 CFG_KEYS = {
     "name", "hub_id", "hub_config", "train_split", "eval_split", "path", "train_path",
     "question_field", "answer_field", "answer_format", "solution_field", "max_train", "max_eval",
@@ -289,7 +289,8 @@ def test_arith_dispatches_to_the_generator_module(monkeypatch):
 
     def make_split(cfg, split):
         seen.append((cfg["name"], split))
-        return [{"question": "Tom has 2 apples and buys 3. How many?", "answer": "5", "solution": "2 + 3 = 5"}]
+        return [{"question": "Tom has 2 apples and buys 3. How many?", "answer": "5", "solution": "2 + 3 = 5",
+                 "chain_id": "c0ffee"}]
 
     fake = types.ModuleType("mathreason.data.arith")
     fake.make_split = make_split
@@ -305,6 +306,7 @@ def test_arith_dispatches_to_the_generator_module(monkeypatch):
             "answer": "5",
             "answer_format": "number",
             "solution": "2 + 3 = 5",
+            "chain_id": "c0ffee",  # the generator's cluster id passes through
         }
     ]
 

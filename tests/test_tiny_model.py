@@ -45,7 +45,7 @@ def test_generator_is_deterministic_and_rows_are_well_formed():
     assert a != generate_problems(50, seed=4, **KNOBS)
     assert len({r["question"] for r in a}) == 50
     for r in a:
-        assert set(r) == {"question", "answer", "solution"}
+        assert set(r) == {"question", "answer", "solution", "chain_id"}
         assert r["answer"].isdigit()
         lines = r["solution"].split("\n")
         assert 2 <= len(lines) <= 3  # restated start + 1-2 equations
@@ -63,11 +63,32 @@ def test_train_and_eval_splits_are_disjoint_and_deterministic():
     train, evaluation = make_split(DATA_CFG, "train"), make_split(DATA_CFG, "eval")
     assert len(train) == 300 and len(evaluation) == 100
     assert not {r["question"] for r in train} & {r["question"] for r in evaluation}
-    assert make_split(DATA_CFG, "test") == evaluation  # the cfg's eval_split name works too
+    assert make_split({**DATA_CFG, "eval_split": "eval"}, "eval") == evaluation  # eval: the whole partition
     assert make_split(DATA_CFG, "train") == train
     # disjoint even when the seeds coincide: the partition is by question hash
     other = make_split({**DATA_CFG, "seed": 7}, "train")
     assert not {r["question"] for r in other} & {r["question"] for r in evaluation}
+
+
+def test_dev_test_and_ood_are_disjoint_by_equation_chain():
+    """dev and test halve the eval partition by chain; ood is three-step items of it;
+    each row names its chain, the cluster a bootstrap resamples."""
+    from mathreason.data.arith import chain_id, equation_chain
+
+    cfg = {**DATA_CFG, "n_eval": 400}
+    splits = {name: make_split(cfg, name) for name in ("train", "dev", "test", "ood")}
+    assert make_split({**cfg, "eval_split": "dev"}, "eval") == splits["dev"]
+    chains = {name: {equation_chain(r["solution"]) for r in rows} for name, rows in splits.items()}
+    for a, b in (("train", "dev"), ("train", "test"), ("dev", "test"), ("train", "ood"), ("dev", "ood"),
+                 ("test", "ood")):
+        assert not chains[a] & chains[b], (a, b)
+    assert all(r["solution"].count(" = ") == 3 for r in splits["ood"])
+    assert all(r["solution"].count(" = ") <= 2 for r in splits["dev"] + splits["test"])
+    for rows in splits.values():
+        assert all(r["chain_id"] == chain_id(equation_chain(r["solution"])) for r in rows)
+    assert len({r["chain_id"] for r in splits["test"]}) < len(splits["test"])  # clustered: chains repeat
+    with pytest.raises(UserError, match=r"^data\.eval_split: .*eval, dev, test, ood"):
+        make_split({**cfg, "eval_split": "validation"}, "eval")
 
 
 def test_no_eval_equation_chain_is_in_the_training_data():

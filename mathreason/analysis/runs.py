@@ -53,6 +53,27 @@ class Run:
         return self.cfg("seed")
 
     @property
+    def warm_start(self) -> str:
+        """The weights the run starts from: ``tiny:<spec hash>`` (the cache entry a tiny model is built
+        into, so independently built warm starts differ), else the model id (or name)."""
+        tiny = self.cfg("model.tiny")
+        if tiny:
+            from mathreason.models.tiny import spec_hash
+
+            try:
+                return f"tiny:{spec_hash(tiny)}"
+            except UserError:  # a spec of an older layout
+                pass
+        return str(self.cfg("model.id") or self.cfg("model.name"))
+
+    @property
+    def split(self) -> str:
+        """The held-out split it was evaluated on: ``data.eval_split`` (arith: eval|dev|test|ood), or the
+        local file's name."""
+        path = self.cfg("data.path")
+        return Path(str(path)).stem if path else str(self.cfg("data.eval_split"))
+
+    @property
     def kind(self) -> str:
         if self.method == "eval":
             return "eval" if self.cfg("model.adapter_path") else R.BASELINE
@@ -171,6 +192,8 @@ def read_items(run_dir: Path) -> pd.DataFrame:
         if df.empty:
             continue
         df["step"] = int(path.stem.split("_")[-1])
+        if "chain_id" not in df:  # eval files older than the field: each item its own cluster
+            df["chain_id"] = df["item_id"]
         if "samples_correct" in df:  # mean@k of the sampled completions
             df["sampled"] = df["samples_correct"].map(lambda s: float(np.mean(s)) if s else np.nan)
         if "false_equation" not in df and "error" in df and "completion" in df:  # eval files older than the field
@@ -178,7 +201,7 @@ def read_items(run_dir: Path) -> pd.DataFrame:
 
             df["false_equation"] = df["completion"].map(has_false_equation)
         frames.append(df)
-    cols = ["step", "item_id", "correct", "correct_lenient", "sampled", "error", "false_equation"]
+    cols = ["step", "item_id", "chain_id", "correct", "correct_lenient", "sampled", "error", "false_equation"]
     if not frames:
         return pd.DataFrame(columns=cols)
     return pd.concat(frames, ignore_index=True).reindex(columns=cols).astype(
@@ -287,9 +310,11 @@ def group_arms(runs: list[Run], warn=print) -> list[Arm]:
 
 
 def items_frame(arms: list[Arm]) -> pd.DataFrame:
-    """Every per-item outcome: arm, seed, phase (baseline = the run's first eval,
-    final = its last, train = those between; an eval run's one eval is its arm's
-    phase: baseline or final), step, item_id, correct (greedy 0/1), correct_lenient,
+    """Every per-item outcome, one schema for every report: arm, warm_start
+    (:attr:`Run.warm_start`), seed, split (:attr:`Run.split`), phase (baseline =
+    the run's first eval, final = its last, train = those between; an eval run's
+    one eval is its arm's phase: baseline or final), step, item_id, chain_id (the
+    item's cluster: its equation chain, else the item), correct (greedy 0/1), correct_lenient,
     sampled (mean@k; NaN without eval.num_samples > 1), error (``records.ERROR_KINDS``),
     false_equation (1 if an equation in the greedy working is false; NaN in older runs), run_dir."""
     frames = []
@@ -305,12 +330,14 @@ def items_frame(arms: list[Arm]) -> pd.DataFrame:
             if run.method == "eval":
                 phase = {s: "baseline" if arm.kind == R.BASELINE else "final" for s in steps}
             df.insert(0, "phase", df["step"].map(phase))
+            df.insert(0, "split", run.split)
             df.insert(0, "seed", run.seed)
+            df.insert(0, "warm_start", run.warm_start)
             df.insert(0, "arm", arm.label)
             df["run_dir"] = str(run.path)
             frames.append(df)
-    cols = ["arm", "seed", "phase", "step", "item_id", "correct", "correct_lenient", "sampled", "error",
-            "false_equation", "run_dir"]
+    cols = ["arm", "warm_start", "seed", "split", "phase", "step", "item_id", "chain_id", "correct",
+            "correct_lenient", "sampled", "error", "false_equation", "run_dir"]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 

@@ -19,6 +19,15 @@ come from the train partition, eval rows only from the eval partition, so no
 eval item's arithmetic appears, in any wording, in the training data,
 whatever seeds or knobs are used (``shared_chains`` checks it).
 
+The eval partition is split further, again by chain (a second hash), into
+**dev** (choose settings on it) and **test** (report on it), and **ood** holds
+three-step items of the eval partition (a length the default RL prompts, of one
+or two steps, lack). ``data.eval_split`` picks one: ``eval`` (the whole
+partition), ``dev``, ``test`` or ``ood``. What is held out is the chain; single
+equations (``7 + 5 = 12``) and the question templates are shared by every split.
+Each row carries its ``chain_id``: items of one chain form a cluster, and
+bootstraps resample clusters, not items.
+
 This module must stay importable without torch (it is on the ``--help`` path).
 """
 
@@ -114,7 +123,10 @@ KNOBS = (
 # space, not a knob: every split and every warm start must agree on it.
 EVAL_PERCENT = 10
 _OPS = ("add", "sub", "mul")
-_PARTITIONS = (None, "train", "eval")
+_PARTITIONS = (None, "train", "eval", "dev", "test")
+# data.eval_split names for the arith generator (module docstring); ood = eval-partition items of OOD_STEPS steps
+EVAL_SPLITS = ("eval", "dev", "test", "ood")
+OOD_STEPS = 3
 
 
 def _check_int(where: str, value: Any, lo: int, hi: int) -> int:
@@ -165,6 +177,18 @@ def equation_chain(solution: str) -> str:
 def _in_eval_partition(chain: str) -> bool:
     bucket = int(hashlib.sha256(chain.encode("utf-8")).hexdigest()[:8], 16) % 100
     return bucket < EVAL_PERCENT
+
+
+def chain_id(chain: str) -> str:
+    """A short stable id of an equation chain (the cluster an item belongs to)."""
+    return hashlib.sha1(chain.encode("utf-8")).hexdigest()[:12]
+
+
+def partition_of(chain: str) -> str:
+    """``train``, or the eval partition's half the chain falls in: ``dev`` or ``test``."""
+    if not _in_eval_partition(chain):
+        return "train"
+    return "dev" if int(hashlib.sha256(f"dev-test:{chain}".encode()).hexdigest()[:8], 16) % 2 == 0 else "test"
 
 
 def shared_chains(train_rows: Iterable[Mapping[str, str]], eval_rows: Iterable[Mapping[str, str]]) -> set[str]:
@@ -246,12 +270,14 @@ def generate_problems(n: int, seed: int, *, partition: str | None = None, where:
                       **difficulty: Any) -> list[dict[str, str]]:
     """``n`` distinct problems, deterministic in ``seed`` and the knobs.
 
-    ``partition``: ``"train"`` or ``"eval"`` restricts to that half of the
-    problem space (see module docstring); ``None`` draws from all of it.
-    Knobs: all of ``KNOBS`` (``where`` names their config section in errors). Rows: ``{"question", "answer", "solution"}``.
+    ``partition``: ``"train"`` or ``"eval"`` restricts to that part of the
+    problem space, ``"dev"`` or ``"test"`` to that half of the eval partition
+    (see module docstring); ``None`` draws from all of it. Knobs: all of
+    ``KNOBS`` (``where`` names their config section in errors).
+    Rows: ``{"question", "answer", "solution", "chain_id"}``.
     """
     if partition not in _PARTITIONS:
-        raise UserError(f"partition: must be one of train, eval or None, got {partition!r}")
+        raise UserError(f"partition: must be one of train, eval, dev, test or None, got {partition!r}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise UserError(f"data.n: must be a non-negative integer, got {n!r}")
     d = _resolve_difficulty(difficulty, where)
@@ -270,21 +296,23 @@ def generate_problems(n: int, seed: int, *, partition: str | None = None, where:
         q = row["question"]
         if q in seen:
             continue
-        if partition is not None and _in_eval_partition(equation_chain(row["solution"])) != (partition == "eval"):
+        chain = equation_chain(row["solution"])
+        part = partition_of(chain)
+        if partition is not None and part != partition and not (partition == "eval" and part != "train"):
             continue
         seen.add(q)
-        rows.append(row)
+        rows.append({**row, "chain_id": chain_id(chain)})
     return rows
 
 
-_EVAL_SPLITS = ("eval", "test", "validation", "valid", "dev")
-
-
 def make_split(data_cfg: Mapping[str, Any], split: str) -> list[dict[str, str]]:
-    """Rows for ``split`` ("train", or "eval"/"test"/the cfg's eval_split) of the arith dataset.
+    """Rows for ``split`` of the arith dataset: ``train``; ``eval``, the cfg's
+    ``eval_split`` (``eval``, the default, is the whole eval partition); or one of
+    ``dev``, ``test``, ``ood`` by name (module docstring).
 
-    Reads ``n_train``, ``n_eval``, ``seed`` and the ``generator`` knobs. Train
-    and eval come from disjoint partitions of the problem space.
+    Reads ``n_train``, ``n_eval``, ``seed`` and the ``generator`` knobs (ood:
+    with ``OOD_STEPS`` steps). Train and every eval split come from disjoint
+    sets of equation chains.
     """
     generator = data_cfg.get("generator") or {}
     if not isinstance(generator, Mapping):
@@ -293,14 +321,18 @@ def make_split(data_cfg: Mapping[str, Any], split: str) -> list[dict[str, str]]:
     seed = 0 if seed is None else seed
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise UserError(f"data.seed: must be an integer, got {seed!r}")
-    eval_names = set(_EVAL_SPLITS) | {data_cfg.get("eval_split") or "test"}
     if split == "train" or split == data_cfg.get("train_split", "train"):
         key, partition = "n_train", "train"
-    elif split in eval_names:
-        key, partition = "n_eval", "eval"
     else:
-        raise UserError(f"split: must be 'train' or 'eval' for the arith generator, got {split!r}")
+        name = (data_cfg.get("eval_split") or "eval") if split == "eval" else split
+        if name not in EVAL_SPLITS:
+            where = "data.eval_split" if split == "eval" else "split"
+            raise UserError(f"{where}: the arith generator's eval splits are {', '.join(EVAL_SPLITS)}, got {name!r}")
+        key, partition = "n_eval", name
     n = data_cfg.get(key)
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise UserError(f"data.{key}: must be a non-negative integer, got {n!r}")
+    if partition == "ood":
+        generator = {**dict(generator), "min_steps": OOD_STEPS, "max_steps": OOD_STEPS}
+        return generate_problems(n, seed, partition="eval", where="data.generator (ood: 3 steps)", **generator)
     return generate_problems(n, seed, partition=partition, **dict(generator))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mathreason.data.prompts import build_prompt
 from mathreason.errors import UserError
+from mathreason.records import item_id
 from mathreason.scoring.answers import FORMATS, GoldParseError, parse_gold
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,8 @@ def _build(
                 "answer": gold,
                 "answer_format": fmt,
                 "solution": "" if solution is None else str(solution),
+                # the cluster the item belongs to for bootstraps: its equation chain (arith), else itself
+                "chain_id": record.get("chain_id") or item_id(question),
             }
         )
     if skipped:

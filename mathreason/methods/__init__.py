@@ -1,7 +1,7 @@
 """The methods, by the name ``method=`` selects: each is ``run(ctx) -> summary``.
 Their modules import TRL and torch only inside ``run``."""
 
-from mathreason.methods import dpo, grpo
+from mathreason.methods import dpo, grpo, sft
 from mathreason.methods import eval as evaluate_only
 
-METHODS = {"grpo": grpo.run, "dpo": dpo.run, "eval": evaluate_only.run}
+METHODS = {"grpo": grpo.run, "dpo": dpo.run, "sft": sft.run, "eval": evaluate_only.run}

@@ -66,6 +66,17 @@ def _torch_dtype(name: str, device: str):
     return getattr(torch, name)
 
 
+def trained_weights(adapter_path: str | None) -> Path | None:
+    """``adapter_path`` when it holds a whole fine-tuned model (a full fine-tuning run's
+    ``final/``: config.json and weights, no adapter_config.json), loaded in place of the base."""
+    if adapter_path is None:
+        return None
+    path = Path(adapter_path)
+    if (path / "adapter_config.json").exists() or not (path / "config.json").exists():
+        return None
+    return path
+
+
 def load_model_and_tokenizer(model_cfg: Any, cache_dir: str | Path, device: str, seed: int = 0):
     """Returns ``(model, tokenizer, peft_config)``; ``peft_config`` is for TRL to
     apply (None when the backend already attached the adapter, or LoRA is off)."""
@@ -73,7 +84,8 @@ def load_model_and_tokenizer(model_cfg: Any, cache_dir: str | Path, device: str,
         return _load_unsloth(model_cfg, seed)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = model_source(model_cfg, cache_dir)
+    trained = trained_weights(model_cfg.adapter_path)
+    source = str(trained) if trained else model_source(model_cfg, cache_dir)
     kwargs: dict[str, Any] = {"dtype": _torch_dtype(model_cfg.dtype, device)}
     if model_cfg.load_in_4bit:
         try:
@@ -96,7 +108,7 @@ def load_model_and_tokenizer(model_cfg: Any, cache_dir: str | Path, device: str,
         model.to(device)
     peft_config = lora_config(model_cfg)
     check_lora_targets(model, peft_config)
-    if model_cfg.adapter_path is not None:
+    if model_cfg.adapter_path is not None and trained is None:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, model_cfg.adapter_path, is_trainable=True)
