@@ -34,12 +34,19 @@ from mathreason.records.run_dir import (
 log = logging.getLogger("mathreason")
 
 
-def load_rows(cfg: DictConfig, run_dir: Path) -> tuple[list[dict] | None, list[dict]]:
-    """Train rows (training methods only) and eval rows; rows whose gold answer
-    cannot be parsed are skipped, counted and listed in ``skipped_rows.jsonl``."""
+def load_rows(cfg: DictConfig, run_dir: Path) -> tuple[list[dict] | None, list[dict], dict[str, list[dict]]]:
+    """Train rows (training methods only), eval rows and the rows of each of
+    ``eval.final_splits``; rows whose gold answer cannot be parsed are skipped,
+    counted and listed in ``skipped_rows.jsonl``."""
     from mathreason.data.loaders import load_split
 
     splits = {"eval": load_split(cfg.data, "eval")}
+    for name in cfg.eval.final_splits:
+        if cfg.data.path:
+            raise UserError(f"eval.final_splits: data.path={cfg.data.path} is one file, not a dataset with splits")
+        if name == cfg.data.eval_split:
+            raise UserError(f"eval.final_splits: {name!r} is data.eval_split already")
+        splits[name] = load_split({**cfg.data, "eval_split": name}, "eval")
     if cfg.method != "eval":
         splits["train"] = load_split(cfg.data, "train")
     skipped = []
@@ -55,15 +62,18 @@ def load_rows(cfg: DictConfig, run_dir: Path) -> tuple[list[dict] | None, list[d
         with (run_dir / "skipped_rows.jsonl").open("w") as fh:
             fh.writelines(json.dumps(s, default=str) + "\n" for s in skipped)
     train = splits.get("train")
+    held_out = {name: split for name, split in splits.items() if name != "train"}
     if train is not None and cfg.data.generator is not None:  # generated data: held out by equation chain
         from mathreason.data.arith import shared_chains
 
-        shared = shared_chains(train.rows, splits["eval"].rows)
-        if shared:  # the partition rules this out; seeing it means a bug in the generator
-            raise RuntimeError(f"{len(shared)} eval equation chains occur in the training prompts, "
-                               f"e.g. {min(shared)!r}")
-    eval_rows = splits["eval"].rows[: cfg.eval.max_samples]  # max_samples=None keeps all
-    return (train.rows if train else None), eval_rows
+        for split in held_out.values():
+            shared = shared_chains(train.rows, split.rows)
+            if shared:  # the partition rules this out; seeing it means a bug in the generator
+                raise RuntimeError(f"{len(shared)} eval equation chains occur in the training prompts, "
+                                   f"e.g. {min(shared)!r}")
+    # max_samples=None keeps all
+    limited = {name: split.rows[: cfg.eval.max_samples] for name, split in held_out.items()}
+    return (train.rows if train else None), limited.pop("eval"), limited
 
 
 def setup_torch(cfg: DictConfig) -> str:
@@ -104,7 +114,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
             release(run_dir)
             return read_state(run_dir).get("summary", {})
         preflight(typed)
-        train_rows, eval_rows = load_rows(typed, run_dir)
+        train_rows, eval_rows, final_split_rows = load_rows(typed, run_dir)
     except UserError as err:
         if multirun or read_state(run_dir) is not None:
             # keep the job's record: a sweep reports it, a resumable run keeps its work
@@ -125,7 +135,8 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         name = slug(",".join(o for o in overrides if not o.startswith("hydra")))
         ctx = RunContext(
             cfg=typed, run_dir=run_dir, device=device, run_name=name, overrides=overrides,
-            train_rows=train_rows, eval_rows=eval_rows, resume=status == "resume", wandb_mode="disabled",
+            train_rows=train_rows, eval_rows=eval_rows, final_split_rows=final_split_rows,
+            resume=status == "resume", wandb_mode="disabled",
         )
         ctx.wandb_mode = init_wandb(typed, run_dir, name, overrides)
         phase("run", f"{typed.method} on {typed.model.name} / {typed.data.name}, {run_dir} "

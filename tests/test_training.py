@@ -217,3 +217,33 @@ def test_sft_control_learns_the_gold_solutions_of_the_training_prompts(tmp_path,
     reloaded = [json.loads(line)["completion"] for line in
                 (tmp_path / "eval_final" / "eval" / "step_000000.jsonl").read_text().splitlines()]
     assert reloaded == trained
+
+
+def test_final_splits_evaluate_the_final_model_on_more_held_out_splits(tmp_path, cache_dir):
+    """eval.final_splits=[ood]: the last eval also scores the ood split (sampled too), its records under
+    splits/ood/, its metrics as eval/ood/*; the report's items.csv.gz carries them with split=ood."""
+    from mathreason.analysis.runs import group_arms, items_frame, load_runs
+
+    out = run_cli(["method=grpo", "group_size=2", "geometry.rollouts_per_step=16", "geometry.max_steps=2",
+                   "data.eval_split=dev", "eval.final_splits=[ood]", "eval.num_samples=2", "eval.temperature=0.7",
+                   "eval.top_p=0.8", f"cache_dir={cache_dir}", "logger=none", "data.n_train=32", "data.n_eval=24",
+                   "eval.max_samples=24", "grpo.max_completion_length=48", "eval.max_new_tokens=48",
+                   f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    ood = [json.loads(line) for line in (run_dir / "splits" / "ood" / "eval" / "step_000002.jsonl").open()]
+    assert len(ood) == 24 and all(len(r["samples_correct"]) == 2 for r in ood)
+    assert all(r["completion"] is not None and r["gold"] for r in ood)
+    final = [r for r in records(run_dir) if "eval/ood/accuracy_strict" in r]
+    assert len(final) == 1 and final[0]["step"] == 2 and "eval/accuracy_strict" in final[0]
+    assert final[0]["eval/ood/accuracy_strict"] == pytest.approx(sum(r["correct"] for r in ood) / 24)
+    summary = json.loads((run_dir / "run.json").read_text())["summary"]
+    assert summary["final/ood/accuracy_strict"] == final[0]["eval/ood/accuracy_strict"]
+    assert "eval @ step 2 on ood (24 items) · strict" in out.stderr
+    runs, _ = load_runs([run_dir], warn=lambda m: None)
+    items = items_frame(group_arms(runs, warn=lambda m: None), final_splits=True)
+    assert set(items["split"]) == {"dev", "ood"}
+    assert set(items[items["split"] == "ood"]["phase"]) == {"final"}
+    dev_chains = set(items[items["split"] == "dev"]["chain_id"])
+    assert not dev_chains & set(items[items["split"] == "ood"]["chain_id"])
+    assert set(items_frame(group_arms(runs, warn=lambda m: None))["split"]) == {"dev"}  # the paired analyses'

@@ -20,8 +20,17 @@ import numpy as np
 import pandas as pd
 
 from mathreason import records as R
-from mathreason.analysis import plots, stats
-from mathreason.analysis.runs import Arm, group_arms, items_frame, load_runs, matrix, matrix_at_rollouts, paired
+from mathreason.analysis import factors, plots, stats
+from mathreason.analysis.runs import (
+    REPLICATE,
+    Arm,
+    group_arms,
+    items_frame,
+    load_runs,
+    matrix,
+    matrix_at_rollouts,
+    paired,
+)
 from mathreason.errors import UserError
 
 
@@ -40,9 +49,9 @@ def _curve(arm: Arm, items: pd.DataFrame, frac: float, opts: dict) -> None:
     if arm.from_step0:
         rows = rows[rows["phase"] == "baseline"]
     rows = rows.assign(at=[key.get((d, st)) for d, st in zip(rows["run_dir"], rows["step"])]).dropna(subset=["at"])
-    grid = rows.pivot_table(index=["seed", "at"], columns="item_id", values="correct").dropna(axis=1)
+    grid = rows.pivot_table(index=[*REPLICATE, "at"], columns="item_id", values="correct").dropna(axis=1)
     at = grid.index.get_level_values("at")
-    n_seeds = grid.index.get_level_values("seed").nunique()
+    n_seeds = grid.index.droplevel("at").nunique()
     common = [t for t in sorted(set(at)) if (at == t).sum() == n_seeds and t in xs.index]
     if not common or grid.shape[1] == 0:  # no per-item records: seed means from metrics.jsonl, no band
         ev = pd.concat([r.evals[R.STRICT].reset_index(drop=True) if by_order else r.evals[R.STRICT]
@@ -97,7 +106,8 @@ def summarize(arms: list[Arm], items: pd.DataFrame, frac: float = 0.9, **opts) -
         _curve(arm, items, frac, opts)
         cost = runs.iloc[0:0] if arm.from_step0 else runs  # a step-0 baseline borrows evals, not cost
         rows.append({"arm": arm.label, "kind": arm.kind, "model": arm.model_data[0], "data": arm.model_data[1],
-                     "group_size": arm.group_size, "n_seeds": len(arm.seeds), "seeds": ";".join(map(str, arm.seeds)),
+                     "group_size": arm.group_size, "n_seeds": len(arm.replicates), "seeds": ";".join(map(str, arm.seeds)),
+                     "n_warm_starts": len(arm.warm_starts),
                      **{f"{k}_{f}": getattr(s.get(k, stats.NAN), f) for k in ("strict", "lenient", "sampled", "pass", "gain", "sampled_gain")
                         for f in ("mean", "ci_low", "ci_high")},
                      "gain_p": s.get("gain", stats.NAN).p,
@@ -189,7 +199,7 @@ def markdown_table(arms: list[Arm], table: pd.DataFrame, frac: float) -> str:
     for arm, (_, t) in zip(arms, table.iterrows()):
         s = arm.stats
         reach = s.get("reach")
-        rows.append({"arm": arm.label, "seeds": len(arm.seeds), "final strict (%) [95% CI]": _pct(s.get("strict")),
+        rows.append({"arm": arm.label, "seeds": len(arm.replicates), "final strict (%) [95% CI]": _pct(s.get("strict")),
                      "final lenient (%)": _pct(s.get("lenient")),
                      "final mean@k (%) [95% CI]": _pct(s.get("sampled")),
                      "final pass@k (%) [95% CI]": _pct(s.get("pass")),
@@ -292,7 +302,12 @@ def build_report(paths: list[Path], out: Path, frac: float = 0.9, n_resamples: i
     comparisons.to_csv(files[2], index=False, float_format="%.6g")
     pd.DataFrame([{"arm": a.label, **r.summary()} for a in arms if not a.from_step0 for r in a.runs]).to_csv(
         files[3], index=False, float_format="%.6g")
-    items.to_csv(files[4], index=False, float_format="%.6g")
+    all_items = items_frame(arms, final_splits=True)
+    all_items.to_csv(files[4], index=False, float_format="%.6g")
+    factor_lines: list[str] = []
+    if factors.applies(all_items):
+        factor_lines, factor_table = factors.factor_section(arms, all_items)
+        factor_table.to_csv(out / "factors.csv", index=False, float_format="%.6g")
     pngs = plots.plot_accuracy(arms, out)
     pngs += [p for p in (plots.plot_forest(comparisons, out), plots.plot_rewards(arms, out),
                          plots.plot_dpo(arms, out)) if p]
@@ -325,7 +340,8 @@ def build_report(paths: list[Path], out: Path, frac: float = 0.9, n_resamples: i
              "operands or operations). Where shown, \"correct with a false equation\" is the part of \"correct\" "
              "whose working holds a false equation: right by luck, rewarded all the same by a correctness reward.",
              "", "## Paired differences", "", comparisons.round(3).to_markdown(index=False) if len(comparisons) else "none",
-             "", "## What this shows", "", *[f"- {line}" for line in shows or ["No paired differences."]],
+             "", *factor_lines,
+             "## What this shows", "", *[f"- {line}" for line in shows or ["No paired differences."]],
              "", "## What it does not show", "", *[f"- {line}" for line in not_shown],
              "", "## Plots", "", *[f"![{p.stem}]({p.name})" for p in pngs], "", "## Runs", ""]
     lines += [f"- **{a.label}**: " + ", ".join(f"seed {r.seed} `{r.path}`" for r in a.runs) for a in arms]

@@ -175,6 +175,15 @@ class Arm:
     def seeds(self) -> list:
         return list(dict.fromkeys(r.seed for r in self.runs))
 
+    @property
+    def replicates(self) -> list[tuple[str, Any]]:
+        """(warm start, seed) of each run, as the matrices' rows."""
+        return list(dict.fromkeys((r.warm_start, r.seed) for r in self.runs))
+
+    @property
+    def warm_starts(self) -> list[str]:
+        return list(dict.fromkeys(r.warm_start for r in self.runs))
+
 
 def find_run_dirs(root: Path, depth: int = 0) -> list[Path]:
     if (root / R.STATE_FILE).is_file():
@@ -186,12 +195,17 @@ def find_run_dirs(root: Path, depth: int = 0) -> list[Path]:
 
 
 def read_items(run_dir: Path) -> pd.DataFrame:
+    """Every eval record of the run, one row per item per eval; ``final_split`` names the
+    ``eval.final_splits`` entry a row comes from (empty for the run's own eval split)."""
     frames = []
-    for path in R.eval_files(run_dir):
+    files = [(path, "") for path in R.eval_files(run_dir)]
+    files += [(path, d.name) for d in sorted((Path(run_dir) / R.SPLITS_DIR).glob("*")) for path in R.eval_files(d)]
+    for path, final_split in files:
         df = pd.DataFrame(R.read_eval(path))
         if df.empty:
             continue
         df["step"] = int(path.stem.split("_")[-1])
+        df["final_split"] = final_split
         if "chain_id" not in df:  # eval files older than the field: each item its own cluster
             df["chain_id"] = df["item_id"]
         if "samples_correct" in df:  # mean@k of the sampled completions
@@ -201,7 +215,8 @@ def read_items(run_dir: Path) -> pd.DataFrame:
 
             df["false_equation"] = df["completion"].map(has_false_equation)
         frames.append(df)
-    cols = ["step", "item_id", "chain_id", "correct", "correct_lenient", "sampled", "error", "false_equation"]
+    cols = ["step", "final_split", "item_id", "chain_id", "correct", "correct_lenient", "sampled", "error",
+            "false_equation"]
     if not frames:
         return pd.DataFrame(columns=cols)
     return pd.concat(frames, ignore_index=True).reindex(columns=cols).astype(
@@ -295,9 +310,10 @@ def group_arms(runs: list[Run], warn=print) -> list[Arm]:
             tags = ([reward] if reward and several_rewards else []) + list(extra)
             label = R.arm_label(kind, g) + (f" ({'; '.join(tags)})" if tags else "")
             label += f" [{md[0]} / {md[1]}]" if several_setups else ""
-            seeds = [str(r.seed) for r in sub]
-            if kind != R.BASELINE and len(set(seeds)) < len(seeds):
-                warn(f"warning: arm '{label}' has several runs with one seed; their outcomes are averaged per item")
+            replicates = [(r.warm_start, str(r.seed)) for r in sub]
+            if kind != R.BASELINE and len(set(replicates)) < len(replicates):
+                warn(f"warning: arm '{label}' has several runs with one seed and warm start; "
+                     "their outcomes are averaged per item")
             arms.append(Arm(label, kind, sub, md, g, "eval run" if kind == R.BASELINE else ""))
     have = {a.model_data for a in arms if a.kind == R.BASELINE}
     for md in sorted({r.model_data for r in train} - have):
@@ -309,20 +325,25 @@ def group_arms(runs: list[Run], warn=print) -> list[Arm]:
     return arms
 
 
-def items_frame(arms: list[Arm]) -> pd.DataFrame:
+def items_frame(arms: list[Arm], final_splits: bool = False) -> pd.DataFrame:
     """Every per-item outcome, one schema for every report: arm, warm_start
     (:attr:`Run.warm_start`), seed, split (:attr:`Run.split`), phase (baseline =
     the run's first eval, final = its last, train = those between; an eval run's
     one eval is its arm's phase: baseline or final), step, item_id, chain_id (the
     item's cluster: its equation chain, else the item), correct (greedy 0/1), correct_lenient,
     sampled (mean@k; NaN without eval.num_samples > 1), error (``records.ERROR_KINDS``),
-    false_equation (1 if an equation in the greedy working is false; NaN in older runs), run_dir."""
+    false_equation (1 if an equation in the greedy working is false; NaN in older runs), run_dir.
+    ``final_splits``: also the rows of each run's ``eval.final_splits`` (phase ``final``, split = its name);
+    without it, only the runs' own eval split, which the paired analyses compare."""
     frames = []
     for arm in arms:
         if arm.from_step0:
             continue  # its items are the training runs' baseline rows
         for run in arm.runs:
             df = run.items.copy()
+            extra = df[df["final_split"] != ""].assign(
+                phase="baseline" if run.method == "eval" and arm.kind == R.BASELINE else "final")
+            df = df[df["final_split"] == ""]
             if df.empty:
                 continue
             steps = sorted(df["step"].unique())
@@ -330,7 +351,9 @@ def items_frame(arms: list[Arm]) -> pd.DataFrame:
             if run.method == "eval":
                 phase = {s: "baseline" if arm.kind == R.BASELINE else "final" for s in steps}
             df.insert(0, "phase", df["step"].map(phase))
-            df.insert(0, "split", run.split)
+            if final_splits and not extra.empty:
+                df = pd.concat([df, extra], ignore_index=True)
+            df.insert(0, "split", df.pop("final_split").replace("", run.split))
             df.insert(0, "seed", run.seed)
             df.insert(0, "warm_start", run.warm_start)
             df.insert(0, "arm", arm.label)
@@ -341,16 +364,20 @@ def items_frame(arms: list[Arm]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
+# A replicate of an arm: its warm start and seed (rows of every matrix; a seed is drawn within a warm start)
+REPLICATE = ["warm_start", "seed"]
+
+
 def matrix(items: pd.DataFrame, arm: Arm, phase: str, value: str = "correct") -> pd.DataFrame:
-    """Seeds x items (rows x columns) of ``value`` for one arm and phase (a step-0
-    baseline: the training runs' baseline rows, averaged per seed and item);
-    only items every seed has."""
+    """Replicates (warm start, seed) x items (rows x columns) of ``value`` for one arm and
+    phase (a step-0 baseline: the training runs' baseline rows, averaged per replicate and
+    item); only items every replicate has."""
     if arm.from_step0:
         paths = {str(r.path) for r in arm.runs}
         rows = items[items["run_dir"].isin(paths) & (items["phase"] == "baseline")]
     else:
         rows = items[(items["arm"] == arm.label) & (items["phase"] == phase)]
-    return rows.pivot_table(index="seed", columns="item_id", values=value, aggfunc="mean").dropna(axis=1)
+    return rows.pivot_table(index=REPLICATE, columns="item_id", values=value, aggfunc="mean").dropna(axis=1)
 
 
 def matrix_at_rollouts(items: pd.DataFrame, arm: Arm, rollouts: float, value: str = "correct") -> pd.DataFrame:
@@ -363,7 +390,7 @@ def matrix_at_rollouts(items: pd.DataFrame, arm: Arm, rollouts: float, value: st
         if len(steps):
             frames.append(items[(items["run_dir"] == str(run.path)) & (items["step"] == steps[0])])
     rows = pd.concat(frames) if frames else items.iloc[0:0]
-    return rows.pivot_table(index="seed", columns="item_id", values=value, aggfunc="mean").dropna(axis=1)
+    return rows.pivot_table(index=REPLICATE, columns="item_id", values=value, aggfunc="mean").dropna(axis=1)
 
 
 def paired(*frames: pd.DataFrame) -> list[np.ndarray]:

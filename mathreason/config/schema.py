@@ -143,6 +143,7 @@ class EvalCfg:
     top_p: float = MISSING
     sampled_evals: str = MISSING
     save_samples: bool = MISSING
+    final_splits: list[str] = MISSING
 
 
 @dataclass

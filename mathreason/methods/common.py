@@ -40,6 +40,7 @@ class RunContext:
     eval_rows: list[dict]
     resume: bool
     wandb_mode: str
+    final_split_rows: dict[str, list[dict]] = field(default_factory=dict)  # eval.final_splits' rows
     notes: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -248,7 +249,28 @@ def train_with_evals(trainer, ctx: RunContext, resume_from_checkpoint: str | Non
         trainer.log(callback.evaluate(0, sampled=ctx.cfg.eval.sampled_evals != "last"))
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     step = trainer.telemetry.step_offset + trainer.state.global_step
-    trainer.log(callback.evaluate(step, sampled=last or ctx.cfg.eval.sampled_evals == "all"))
+    metrics = callback.evaluate(step, sampled=last or ctx.cfg.eval.sampled_evals == "all")
+    if last:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        metrics.update(evaluate_final_splits(model, trainer.processing_class, ctx, step))
+    trainer.log(metrics)
+
+
+def evaluate_final_splits(model, tokenizer, ctx: RunContext, step: int) -> dict[str, float]:
+    """The final model on each of ``eval.final_splits`` (greedy, and sampled with
+    ``eval.num_samples`` > 1): records under ``splits/<name>/``, metrics as
+    ``eval_<name>/...`` (``eval/<name>/...`` in metrics.jsonl and W&B), one line each."""
+    from mathreason.records import split_dir
+    from mathreason.scoring.evaluation import evaluate
+
+    out: dict[str, float] = {}
+    for name, rows in ctx.final_split_rows.items():
+        metrics = evaluate(model, tokenizer, rows, ctx.cfg.eval, step=step, out_dir=split_dir(ctx.run_dir, name))
+        shown = [f"strict {metrics['eval_accuracy_strict']:.1%}"] + [
+            f"{k.split('_', 1)[1]} {v:.1%}" for k, v in metrics.items() if k.startswith(("eval_pass@", "eval_mean@"))]
+        log.info("eval @ step %d on %s (%d items) · %s", step, name, len(rows), " · ".join(shown))
+        out.update({f"eval_{name}/{key.removeprefix('eval_')}": value for key, value in metrics.items()})
+    return out
 
 
 def make_eval_callback(trainer, ctx: RunContext):
@@ -310,7 +332,7 @@ def summarize(ctx: RunContext, extra: dict[str, Any] | None = None) -> dict[str,
             if metric in rec:
                 summary[summary_key(tag, metric)] = rec[metric]
         for metric in rec:
-            if metric.startswith(SAMPLED_PREFIXES):
+            if metric.startswith(SAMPLED_PREFIXES + tuple(f"eval/{name}/" for name in ctx.cfg.eval.final_splits)):
                 summary[summary_key(tag, metric)] = rec[metric]
     summary.update(eval_change(ctx.run_dir, single=ctx.cfg.method == "eval"))
     for key in (WALL, ROLLOUTS, TOKENS):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mathreason.methods.common import RunContext, summarize
+from mathreason.methods.common import RunContext, evaluate_final_splits, summarize
 from mathreason.records import STRICT, eval_file
 
 log = logging.getLogger("mathreason")
@@ -54,6 +54,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
 
     model, tokenizer, _ = load_model_and_tokenizer(cfg.model, cfg.cache_dir, ctx.device, cfg.seed)
     metrics = evaluate(model, tokenizer, ctx.eval_rows, cfg.eval, step=0, out_dir=ctx.run_dir)
+    metrics.update(evaluate_final_splits(model, tokenizer, ctx, 0))
     metrics.update(MemoryMeter(ctx.device).sample(), wall_clock_s=telemetry.wall_clock())
     record = {"step": 0, **wandb_key_names(metrics)}
     MetricsFile(ctx.run_dir).append(record)

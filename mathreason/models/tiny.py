@@ -421,7 +421,14 @@ def main(argv: list[str] | None = None) -> int:
                 cfg = compose(args.config_name, overrides=args.overrides)
         if cfg.model.get("tiny") is None:
             raise UserError(f"model={cfg.model.name}: not the tiny model; nothing to build")
+        from mathreason.console import TqdmHandler, quiet_libraries
         from mathreason.models.load import model_source
+
+        handler = TqdmHandler()  # the build's phase lines and one progress bar, as in a run
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logging.getLogger("mathreason").addHandler(handler)
+        logging.getLogger("mathreason").setLevel(logging.INFO)
+        quiet_libraries()  # no per-operation dataset bars
 
         print(model_source(cfg.model, cfg.cache_dir))  # builds with limit_torch_threads(): every core
     except (UserError, HydraException, OmegaConfBaseException) as err:

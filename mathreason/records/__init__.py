@@ -11,6 +11,8 @@ A run dir::
                            final evals (logged before and after training) are records of their own
     config.yaml            the resolved config
     eval/step_XXXXXX.jsonl one record per held-out item per eval (EVAL_FIELDS)
+    splits/<name>/eval/step_XXXXXX.jsonl   the same for each of ``eval.final_splits`` (final eval only);
+                           metrics.jsonl gets them as ``eval/<name>/accuracy_strict`` ...
     checkpoints/completions/completions_XXXXX.parquet  GRPO's rollouts per logged step (TRL)
     wandb_id, run.lock, run.log, checkpoints/, final/, wandb/
 
@@ -114,6 +116,14 @@ EVAL_FIELDS = ("item_id", "chain_id", "question", "gold", "completion", "extract
 # "error" (one of ERROR_KINDS) and "false_equation" (bool) in runs that log the taxonomy
 
 
+SPLITS_DIR = "splits"
+
+
+def split_dir(run_dir: str | Path, name: str) -> Path:
+    """Where the eval records of final split ``name`` live: ``eval_file(split_dir(run, name), step)``."""
+    return Path(run_dir) / SPLITS_DIR / name
+
+
 def eval_file(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / EVAL_DIR / f"step_{step:06d}.jsonl"
 
@@ -127,9 +137,11 @@ def item_id(question: str) -> str:
 # Keys that may change between a run and its resumption without changing results.
 NEUTRAL_KEYS = ("logger", "cache_dir", "threads", "experiment_name", "device")
 # ... and those that never put two runs into different arms (seeds are samples of one arm).
+# The tiny model's seeds (init, warm-start data, SFT order) draw a warm start: a random factor like the seed.
+WARM_START_SEED_KEYS = ("model.tiny.init_seed", "model.tiny.warm_start.seed")
 ARM_NEUTRAL_KEYS = NEUTRAL_KEYS + ("seed", "hydra", "checkpoint", "eval.every_n_steps", "eval.at_rollouts",
-                                   "eval.sampled_evals", "eval.batch_size",
-                                   "eval.save_samples", "rollout.vllm")
+                                   "eval.sampled_evals", "eval.batch_size", "eval.final_splits",
+                                   "eval.save_samples", "rollout.vllm") + WARM_START_SEED_KEYS
 # Per method, the config sections that do not apply to it.
 UNUSED_SECTIONS = {"grpo": ("dpo", "sft"), "dpo": ("grpo", "sft", "group_size", "geometry", "rollout"),
                    "sft": ("grpo", "dpo", "group_size", "geometry", "rollout", "reward"),

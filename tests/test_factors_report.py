@@ -1,0 +1,123 @@
+"""The report's warm-start section (mathreason.analysis.factors) on a synthetic
+miniature: 2 warm starts x 2 seeds, a baseline, 16-GRPO, 2-GRPO and an SFT
+control, test items in chain clusters and an ood final split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import yaml_value
+
+from mathreason import records
+from mathreason.analysis import report as analysis
+from mathreason.analysis.runs import group_arms, items_frame, load_runs
+
+N = 40
+SPEC = yaml_value("model/tiny.yaml", "tiny")
+# accuracy of each arm's final eval (and 0.5 at step 0), per split
+ACC = {"baseline": 0.5, "g16": 0.8, "g2": 0.7, "sft": 0.6}
+
+
+def _eval(path: Path, acc: float, rng: np.random.Generator, samples: int = 0) -> list[bool]:
+    ok = [bool(x) for x in rng.random(N) < acc]
+    lines = []
+    for i, hit in enumerate(ok):
+        rec = {"item_id": f"{path.parts[-3] if 'splits' in path.parts else 'test'}{i}", "chain_id": f"c{i // 2}",
+               "question": f"q{i}", "gold": "1", "completion": "", "correct": hit, "correct_lenient": hit,
+               "format": True}
+        if samples:
+            rec["samples_correct"] = [bool(x) for x in rng.random(samples) < acc]
+        lines.append(json.dumps(rec))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return ok
+
+
+def _run(root: Path, arm: str, ws: int, seed: int) -> Path:
+    run_dir = root / f"arm={arm},ws={ws},seed={seed}"
+    run_dir.mkdir(parents=True)
+    method = {"baseline": "eval", "sft": "sft"}.get(arm, "grpo")
+    group = {"g16": 16, "g2": 2}.get(arm)
+    spec = {**SPEC, "init_seed": ws, "warm_start": {**SPEC["warm_start"], "seed": 1000 + ws}}
+    config = {"seed": seed, "method": method, "model": {"name": "tiny", "tiny": spec},
+              "data": {"name": "arith", "eval_split": "test", "seed": 0},
+              "reward": {"name": "correctness", "functions": {"correctness": 1.0}},
+              "eval": {"final_splits": ["ood"]},
+              **({"group_size": group, "grpo": {"learning_rate": 3e-5}} if group else {}),
+              **({"sft": {"learning_rate": 1e-4}} if method == "sft" else {})}
+    state = {"status": "done", "method": method, "config": config, "summary": {}, "started": 0.0,
+             "finished": 100.0, "versions": {"torch": "2.13.0"}}
+    (run_dir / records.STATE_FILE).write_text(json.dumps(state))
+    rng = np.random.default_rng(100 * ws + 10 * seed + len(arm))
+    last = {"g16": 40, "g2": 5, "sft": 40}.get(arm, 0)
+    evals = {0: 0.5} if last == 0 else {0: 0.5, last // 2: ACC[arm] - 0.01, last - 1: ACC[arm], last: ACC[arm]}
+    per_step = 64
+    lines = []
+    for step in range(last + 1):
+        rec = {"step": step, records.WALL: (4.0 if arm == "g16" else 1.0) * step + 10, "train/step_time": 0.5}
+        if method == "grpo":
+            rec[records.ROLLOUTS] = step * per_step
+            if step == 0:
+                rec.update({records.GROUP_SIZE: group, records.ROLLOUTS_PER_STEP: per_step})
+        if step in evals:
+            acc = evals[step] + 0.03 * ws  # a warm-start effect
+            rec.update({records.STRICT: acc, records.LENIENT: acc, records.FORMAT_RATE: 1.0})
+            final = step == last
+            _eval(records.eval_file(run_dir, step), acc, rng, samples=4 if final else 0)
+            if final:
+                _eval(records.eval_file(records.split_dir(run_dir, "ood"), step), acc - 0.2, rng, samples=4)
+        lines.append(json.dumps(rec))
+    (run_dir / records.METRICS_FILE).write_text("\n".join(lines) + "\n")
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def miniature(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("miniature")
+    for ws in (0, 1):
+        for seed in (0, 1):
+            for arm in ACC:
+                _run(root, arm, ws, seed)
+    return root
+
+
+def test_arms_pool_warm_starts_and_the_items_name_them(miniature):
+    runs, _ = load_runs([miniature], warn=lambda m: None)
+    arms = group_arms(runs, warn=lambda m: None)
+    assert sorted(a.label for a in arms) == ["baseline", "grpo G=16", "grpo G=2", "sft"]
+    assert {len(a.warm_starts) for a in arms} == {2} and {len(a.replicates) for a in arms} == {4}
+    items = items_frame(arms, final_splits=True)
+    assert list(items.columns[:9]) == ["arm", "warm_start", "seed", "split", "phase", "step", "item_id", "chain_id",
+                                       "correct"]
+    assert set(items["split"]) == {"test", "ood"} and set(items[items["split"] == "ood"]["phase"]) >= {"final"}
+
+
+def test_the_report_gives_nested_intervals_ratios_and_a_row_per_warm_start(miniature, tmp_path):
+    rep = analysis.build_report([miniature], tmp_path / "out", warn=lambda m: None)
+    text = (tmp_path / "out" / "results.md").read_text()
+    assert "## Across warm starts, seeds and chain clusters" in text and "### Split `ood`" in text
+    table = pd.read_csv(tmp_path / "out" / "factors.csv")
+    items = pd.read_csv(tmp_path / "out" / "items.csv.gz")
+
+    def final(arm, split):
+        rows = items[(items["arm"] == arm) & (items["split"] == split) & (items["phase"] == "final")]
+        return rows["correct"].mean()
+
+    for split in ("test", "ood"):
+        row = table[(table["split"] == split) & (table["estimate"] == "greedy absolute ratio, equal epochs")].iloc[0]
+        assert row["mean"] == pytest.approx(final("grpo G=2", split) / final("grpo G=16", split))
+        assert row["ci_low"] < row["mean"] < row["ci_high"]
+    gain = table[(table["split"] == "test") & (table["estimate"] == "greedy gain")].set_index("arm")["mean"]
+    base = items[(items["arm"] == "grpo G=16") & (items["split"] == "test") & (items["phase"] == "baseline")]
+    assert gain["grpo G=16"] == pytest.approx(final("grpo G=16", "test") - base["correct"].mean())
+    # 2-GRPO ends at 5 steps x 64 = 320 rollouts; 16-GRPO was evaluated there only if it has that step
+    estimates = set(table["estimate"])
+    assert {"greedy gain ratio, equal epochs", "mean@k absolute ratio, equal epochs", "pass@k",
+            "wall-clock ratio, whole run", "greedy difference"} <= estimates
+    assert any(e.startswith("plateau") for e in estimates)
+    assert text.count("| tiny:") == 2  # one row per warm start
+    assert rep.markdown if hasattr(rep, "markdown") else True
