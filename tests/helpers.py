@@ -32,6 +32,18 @@ def compose(overrides: list[str] | None = None):
         return hydra_compose(config_name="config", overrides=overrides or [], return_hydra_config=True)
 
 
+def compose_sweep_job(sweep: str, overrides: list[str]):
+    """One job of a sweep file under sweeps/, composed as `--config-dir sweeps --config-name SWEEP` does."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import mathreason.run  # noqa: F401  (registers the mr_slug resolver)
+
+    with initialize_config_dir(config_dir=str(ROOT / "sweeps"), version_base="1.3"):
+        return hydra_compose(config_name=sweep, overrides=[*overrides, "hydra.searchpath=[pkg://mathreason.conf]"],
+                             return_hydra_config=True)
+
+
 def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
     """``python -m mathreason.run`` in a subprocess, as a user would call it."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}

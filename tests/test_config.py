@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import CONF, ROOT, compose, cuda_available, run_cli
+from helpers import CONF, ROOT, compose, compose_sweep_job, cuda_available, run_cli
 
 from mathreason.config.geometry import plan_geometry
 from mathreason.config.schema import preflight, validate
@@ -213,17 +213,6 @@ def test_each_real_model_preset_carries_its_own_lengths_and_lr(preset):
     assert compose([f"model={preset}", "grpo.learning_rate=0.001"]).grpo.learning_rate == 0.001
 
 
-def compose_sweep_job(sweep: str, overrides: list[str]):
-    """One job of a sweep file under sweeps/, composed as `--config-dir sweeps --config-name SWEEP` does."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(ROOT / "sweeps"), version_base="1.3"):
-        cfg = hydra_compose(config_name=sweep, overrides=[*overrides, "hydra.searchpath=[pkg://mathreason.conf]"],
-                            return_hydra_config=True)
-    return validate(cfg, overrides)
-
-
 def test_the_miniature_dev_sweep_runs_the_papers_regime_on_dev():
     """Every arm of the dev phase validates, chooses on dev only, trains the same epochs over the
     same prompts with a 10-step warm-up; 16-GRPO is evaluated where 2-GRPO ends (equal rollouts);
@@ -233,7 +222,8 @@ def test_the_miniature_dev_sweep_runs_the_papers_regime_on_dev():
     import yaml
 
     params = yaml.safe_load((ROOT / "sweeps" / "miniature_dev.yaml").read_text())["hydra"]["sweeper"]["params"]
-    arms = {arm: compose_sweep_job("miniature_dev", [f"+arm={arm}"]) for arm in params["+arm"].split(",")}
+    arms = {arm: validate(compose_sweep_job("miniature_dev", [f"+arm={arm}"]), [f"+arm={arm}"])
+            for arm in params["+arm"].split(",")}
     assert {cfg.data.eval_split for cfg in arms.values()} == {"dev"}
     assert len({(cfg.data.n_train, cfg.data.seed, str(cfg.model.tiny)) for cfg in arms.values()}) == 1
     grpo = {arm: cfg for arm, cfg in arms.items() if cfg.method == "grpo"}
