@@ -114,6 +114,10 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
             release(run_dir)
             return read_state(run_dir).get("summary", {})
         preflight(typed)
+        if typed.model.backend == "unsloth":  # first: it patches transformers, TRL and PEFT as it is imported
+            from mathreason.models.load import import_unsloth
+
+            import_unsloth()
         train_rows, eval_rows, final_split_rows = load_rows(typed, run_dir)
     except UserError as err:
         if multirun or read_state(run_dir) is not None:

@@ -132,3 +132,87 @@ def test_unsloth_really_loads_on_a_gpu(tmp_path):  # pragma: no cover - GPU mach
                  "model.load_in_4bit=true"])
     model, tokenizer, _ = load_model_and_tokenizer(cfg.model, tmp_path, "cuda")
     assert tokenizer("1 + 1")["input_ids"]
+
+
+FAKE_UNSLOTH = '''
+"""A stand-in Unsloth: records what was imported before it, patches TRL's GRPOTrainer
+the way Unsloth's PatchFastRL does (module attributes), loads the tiny model on CPU."""
+import json, os, sys
+LOG = os.environ["FAKE_UNSLOTH_LOG"]
+with open(LOG, "w") as fh:
+    json.dump({"before": [m for m in ("trl", "transformers", "peft") if m in sys.modules]}, fh)
+import trl
+import trl.trainer
+import trl.trainer.grpo_trainer
+
+class PatchedGRPOTrainer(trl.trainer.grpo_trainer.GRPOTrainer):
+    def train(self, *args, **kwargs):
+        with open(LOG + ".trainer", "w") as fh:
+            fh.write(",".join(c.__name__ for c in type(self).__mro__))
+        return super().train(*args, **kwargs)
+
+trl.GRPOTrainer = trl.trainer.GRPOTrainer = trl.trainer.grpo_trainer.GRPOTrainer = PatchedGRPOTrainer
+
+class FastLanguageModel:
+    @staticmethod
+    def from_pretrained(model_name=None, **kwargs):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        path = os.environ["FAKE_UNSLOTH_MODEL"]
+        return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+
+    @staticmethod
+    def get_peft_model(model, r=16, lora_alpha=16, lora_dropout=0.0, **kwargs):
+        from peft import LoraConfig, get_peft_model
+        return get_peft_model(model, LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                                                target_modules="all-linear", task_type="CAUSAL_LM"))
+'''
+
+DRIVER = '''
+import runpy, sys
+import mathreason.config.schema as schema
+schema.check_accelerator = lambda typed: None  # no GPU here: let the unsloth backend through to the job
+sys.argv = ["mathreason.run", *sys.argv[1:]]
+runpy.run_module("mathreason.run", run_name="__main__")
+'''
+
+
+@pytest.mark.slow
+def test_unsloth_is_imported_before_trl_and_its_patched_trainer_trains(tmp_path, cache_dir):
+    """model.backend=unsloth: the job imports Unsloth before transformers, TRL or PEFT, so
+    GRPO trains with the GRPOTrainer Unsloth patched in (a stand-in here)."""
+    import json
+    import os
+    import subprocess
+
+    from helpers import ROOT
+
+    fake = tmp_path / "fake" / "unsloth"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(FAKE_UNSLOTH)
+    built = subprocess.run([sys.executable, "-m", "mathreason.models.tiny", f"cache_dir={cache_dir}"],
+                           capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    assert built.returncode == 0, built.stderr[-2000:]
+    log = tmp_path / "unsloth.json"
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'fake'}{os.pathsep}{ROOT}", "FAKE_UNSLOTH_LOG": str(log),
+           "FAKE_UNSLOTH_MODEL": built.stdout.strip().splitlines()[-1]}
+    out = subprocess.run(
+        [sys.executable, "-c", DRIVER, "model.backend=unsloth", "model.lora.enabled=true", "method=grpo",
+         "group_size=2", "geometry.rollouts_per_step=4", "geometry.max_steps=1", "data.n_train=8", "data.n_eval=4",
+         "eval.max_samples=4", "grpo.max_completion_length=16", "eval.max_new_tokens=16", "logger=none",
+         f"cache_dir={cache_dir}", f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(log.read_text()) == {"before": []}
+    assert "PatchedGRPOTrainer" in (tmp_path / "unsloth.json.trainer").read_text().split(",")
+
+
+def test_adapter_path_loads_through_unsloth(fake_unsloth, tmp_path):
+    """On the Unsloth backend a trained adapter is what from_pretrained loads (Unsloth reads the
+    base from its adapter_config.json); no second adapter is put on top."""
+    from mathreason.models.load import load_model_and_tokenizer
+
+    (tmp_path / "adapter_config.json").write_text("{}")
+    cfg = typed(["experiment=seed_gsm8k_grpo", f"model.adapter_path={tmp_path}"])
+    model, _tokenizer, peft_config = load_model_and_tokenizer(cfg.model, "/unused", "cuda", seed=0)
+    assert [name for name, _ in fake_unsloth.calls] == ["from_pretrained"]
+    assert fake_unsloth.calls[0][1]["model_name"] == str(tmp_path) and peft_config is None

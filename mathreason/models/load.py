@@ -130,24 +130,44 @@ def check_lora_targets(model, peft_config) -> None:
                         f"its linear layers: {', '.join(linear)} (or use all-linear)")
 
 
-def _load_unsloth(model_cfg: Any, seed: int):
+# Modules Unsloth patches when it is imported (unsloth/_gpu_init.py: critical_modules): a name bound
+# from them before (``from trl import GRPOTrainer``) keeps the unpatched object.
+UNSLOTH_PATCHES = ("trl", "transformers", "peft")
+
+
+def import_unsloth():
+    """Import Unsloth before anything of ours imports transformers, TRL or PEFT (the job calls it right
+    after the config is checked), so the trainer classes the methods look up are the ones it patched."""
+    import sys
+
+    early = [name for name in UNSLOTH_PATCHES if name in sys.modules]
     try:
-        from unsloth import FastLanguageModel
+        import unsloth
     except ImportError as err:
         raise UserError(
             "model.backend=unsloth needs Unsloth and a CUDA GPU: pip install 'mathreason[unsloth]'"
         ) from err
+    if early:  # a bug of ours, not the user's: say so rather than train with unpatched classes
+        raise RuntimeError(f"{', '.join(early)} imported before unsloth; Unsloth's patches would not apply")
+    return unsloth
+
+
+def _load_unsloth(model_cfg: Any, seed: int):
+    import sys
+
+    FastLanguageModel = (sys.modules.get("unsloth") or import_unsloth()).FastLanguageModel
     kwargs = {}
     if model_cfg.fast_inference:  # Unsloth's vLLM engine for rollouts
         kwargs = {"max_lora_rank": model_cfg.lora.r, "gpu_memory_utilization": model_cfg.gpu_memory_utilization}
+    # a trained adapter dir: Unsloth reads its base model from adapter_config.json and attaches it
     model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name=model_cfg.id,
+        model_name=model_cfg.adapter_path or model_cfg.id,
         max_seq_length=model_cfg.max_seq_length,
         load_in_4bit=model_cfg.load_in_4bit,
         fast_inference=model_cfg.fast_inference,
         **kwargs,
     )
-    if model_cfg.lora.enabled:
+    if model_cfg.lora.enabled and not model_cfg.adapter_path:
         targets = model_cfg.lora.target_modules
         model = FastLanguageModel.get_peft_model(
             model,
