@@ -530,3 +530,24 @@ def test_ordinary_powers_and_brackets_still_score(answer, gold):
     from mathreason.scoring.answers import answers_match
 
     assert answers_match(answer, gold, "latex")
+
+
+@pytest.mark.parametrize(("pred", "gold", "right"), [
+    # a peer's equivalence cases: math-verify stops at \mathrm{e} and reads both sides as "1"
+    (r"1 + \frac{1}{\mathrm{e}}", r"1 - \frac{1}{\mathrm{e}}", False),
+    (r"1 - \frac{1}{e}", r"1 - \frac{1}{\mathrm{e}}", True),
+    (r"2", r"2\mathrm{e}", False),
+    (r"2e", r"2\mathrm{e}", True),
+    (r"\frac{\mathrm{i}}{2}", r"\frac{i}{2}", True),
+    # what is meant to be dropped still is: units, degrees, text, dollars
+    (r"30", r"30^\circ", True),
+    (r"5.4", r"5.4 \text{ cents}", True),
+    (r"18.90", r"\$18.90", True),
+])
+def test_only_whole_parses_are_credited(pred, gold, right):
+    assert answers_match(pred, parse_gold(gold, "latex"), "latex") is right
+
+
+def test_a_gold_that_parses_only_in_part_is_refused():
+    with pytest.raises(GoldParseError):
+        parse_gold(r"1 + \frac{1}{\mathrm{xy}}", "latex")

@@ -344,13 +344,33 @@ def _timeout() -> int | None:
     return MATH_VERIFY_TIMEOUT if threading.current_thread() is threading.main_thread() else None
 
 
+# A single-letter \mathrm{e} (\operatorname{i}, ...) is the constant or variable itself; math-verify's
+# normalisation drops it as if it were a unit and parses only what came before it.
+_UPRIGHT_LETTER = re.compile(r"\\(?:mathrm|mathit|operatorname|textrm|rm)\s*\{\s*([A-Za-z])\s*\}")
+# What a cut-off parse leaves at its end: an open brace, an operator, or a command still waiting for its argument.
+_CUT_OFF = re.compile(r"(?:[{+\-*/^_=]|\\(?:d?t?frac|sqrt|binom|mathrm|mathit|operatorname|text|mbox|left))\s*$")
+
+
+def _whole(parsed: list) -> bool:
+    """Whether math-verify's parse covers the whole text: its matched string (after its own
+    normalisation, which drops units, ``\\text{}``, ``$`` and spacing macros on purpose) has balanced
+    braces and does not stop inside an expression. ``1 + \\frac{1}{\\mathrm{x}}`` read as ``1``
+    (matched ``1 + \\frac{1}{``) is a cut-off parse: it would make any ``1 ± ...`` equal."""
+    if len(parsed) < 2 or not isinstance(parsed[-1], str):
+        return bool(parsed)
+    matched = parsed[-1]
+    return matched.count("{") == matched.count("}") and not _CUT_OFF.search(matched)
+
+
 def _math_verify_parse(text: str) -> list:
+    """math-verify's parse of ``text``, or [] when it covers only part of it (:func:`_whole`)."""
     try:
         from math_verify import parse
 
-        return parse(text, parsing_timeout=_timeout())
+        parsed = parse(_UPRIGHT_LETTER.sub(r"\1", text), parsing_timeout=_timeout())
     except Exception:  # math-verify/sympy can throw anything on garbage
         return []
+    return parsed if _whole(parsed) else []
 
 
 @lru_cache(maxsize=4096)
