@@ -16,7 +16,7 @@ from helpers import ROOT, compose_sweep_job
 from omegaconf import OmegaConf
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
-EXPERIMENTS = ("repro_cpu", "miniature_dev")  # the sweeps behind committed results
+EXPERIMENTS = ("repro_cpu", "miniature_dev", "miniature")  # the sweeps behind committed results
 MACHINE_KEYS = ("hydra", "cache_dir", "threads", "device", "logger", "verbose")
 
 
@@ -30,9 +30,13 @@ def jobs(sweep: str) -> list[list[str]]:
 
 
 def resolved(sweep: str, overrides: list[str]) -> str:
+    """The job's resolved config, less the machine's keys and the sections its method does not use."""
+    from mathreason.records import UNUSED_SECTIONS
+
     cfg = compose_sweep_job(sweep, overrides)
+    unused = UNUSED_SECTIONS.get(cfg.method, ())
     plain = {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-             for k in cfg if k not in MACHINE_KEYS}
+             for k in cfg if k not in MACHINE_KEYS and k not in unused}
     return yaml.safe_dump(plain, sort_keys=True)
 
 
