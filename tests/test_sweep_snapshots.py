@@ -37,6 +37,7 @@ def resolved(sweep: str, overrides: list[str]) -> str:
     unused = UNUSED_SECTIONS.get(cfg.method, ())
     plain = {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
              for k in cfg if k not in MACHINE_KEYS and k not in unused}
+    plain["model"].pop("recipe", None)  # read only through the method keys it fills in, which are compared
     return yaml.safe_dump(plain, sort_keys=True)
 
 

@@ -247,3 +247,19 @@ def test_final_splits_evaluate_the_final_model_on_more_held_out_splits(tmp_path,
     dev_chains = set(items[items["split"] == "dev"]["chain_id"])
     assert not dev_chains & set(items[items["split"] == "ood"]["chain_id"])
     assert set(items_frame(group_arms(runs, warn=lambda m: None))["split"]) == {"dev"}  # the paired analyses'
+
+
+def test_the_default_run_shortened_end_to_end(tmp_path, cache_dir):
+    """The signature command's defaults, 3 steps and 40 items: the warm-up schedule, the test split,
+    the paper's x8 lr for G=2, one line of paired change at the end."""
+    out = run_cli(["method=grpo", "group_size=2", "geometry.max_steps=3", "eval.max_samples=40", "logger=none",
+                   f"cache_dir={cache_dir}", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    state = json.loads((run_dir / "run.json").read_text())
+    assert state["effective"]["learning_rate"] == pytest.approx(8 * state["config"]["grpo"]["learning_rate"])
+    lrs = [r["train/learning_rate"] for r in records(run_dir) if "train/learning_rate" in r]
+    assert lrs == sorted(lrs) and lrs[-1] < state["effective"]["learning_rate"]  # still warming up at step 3
+    assert state["summary"]["change/accuracy_strict/n_items"] == 40
+    assert state["summary"]["cumulative_rollouts"] == 3 * 64
+    assert "change: strict " in out.stderr

@@ -363,7 +363,7 @@ def ensure_tiny_model(spec: Mapping[str, Any] | None, cache_dir: str | Path) -> 
             return final
         limit_torch_threads()
         t0 = time.perf_counter()
-        phase("building the embedded tiny model", f"first use only, a few minutes on 2 cores; cached in {final}")
+        phase("building the embedded tiny model", f"first use only, about 8 minutes on 2 cores; cached in {final}")
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=cache_dir))
         try:
             tokenizer = build_tokenizer()
