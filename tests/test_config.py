@@ -121,8 +121,8 @@ def test_cfg_job_shows_the_seed_setup(tmp_path):
     assert "Qwen/Qwen2.5-3B-Instruct" in out.stdout and "backend: unsloth" in out.stdout
 
 
-@pytest.mark.parametrize(("size", "prompts", "lr"), [(2, 32, "0.00024"), (16, 4, "3e-05")])
-def test_cfg_job_shows_the_derived_geometry(tmp_path, size, prompts, lr):
+@pytest.mark.parametrize(("size", "prompts", "scale"), [(2, 32, 8), (16, 4, 1)])
+def test_cfg_job_shows_the_derived_geometry(tmp_path, size, prompts, scale):
     """The composed config is followed by the geometry it implies, as YAML
     comments (the output still parses), worked out by mathreason.config.geometry."""
     import yaml
@@ -131,10 +131,13 @@ def test_cfg_job_shows_the_derived_geometry(tmp_path, size, prompts, lr):
     assert out.returncode == 0, out.stderr
     assert yaml.safe_load(out.stdout)["group_size"] == size
     derived = [line for line in out.stdout.splitlines() if line.startswith("#   ")]
-    geo = plan_geometry(compose([f"group_size={size}"]), n_train_prompts=512)
+    cfg = compose([f"group_size={size}"])
+    geo = plan_geometry(cfg, n_train_prompts=cfg.data.n_train)
     assert geo.prompts_per_step == prompts
     assert f"group_size {size} x {prompts} prompts = {geo.rollouts_per_step} rollouts" in derived[0]
-    assert f"learning rate {lr}" in derived[1]
+    base = compose([]).model.recipe.grpo_lr  # grpo.learning_rate, at the reference group size
+    assert geo.learning_rate == pytest.approx(scale * base)  # lr x (prompts per step / those of G=16)
+    assert f"learning rate {geo.learning_rate:g}" in derived[1]
     assert f"steps {geo.steps}," in derived[2]
 
 

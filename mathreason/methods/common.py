@@ -383,7 +383,7 @@ def eval_change(run_dir: Path, single: bool = False) -> dict[str, Any]:
         return out
     before = outcomes(first)
     for metric in after.keys() & before.keys():
-        items = [i for i in before[metric] if i in after[metric]]
+        items = sorted(i for i in before[metric] if i in after[metric])  # one order: the bootstrap's draws
         if not items:
             continue
         change = paired_change([before[metric][i] for i in items], [after[metric][i] for i in items])
