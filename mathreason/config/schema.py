@@ -434,6 +434,7 @@ def _validate(cfg: DictConfig, overrides: list[str]) -> DictConfig:
             raise UserError(f"{check.shown(key, section.warmup_steps)} has no effect: "
                             f"{typed.method}.lr_scheduler_type={section.lr_scheduler_type} has no warmup; "
                             f"add {typed.method}.lr_scheduler_type=constant_with_warmup (or another schedule)")
+    conflicts(typed, check)
     if typed.method == "dpo":
         _at_least("dpo.mining.samples_per_question", typed.dpo.mining.samples_per_question, 2)
     if not typed.reward.functions:
@@ -453,6 +454,20 @@ def _validate(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     if typed.model.adapter_path is not None and not Path(typed.model.adapter_path).exists():
         raise UserError(f"model.adapter_path: no such directory: {typed.model.adapter_path}")
     return typed
+
+
+def conflicts(typed: DictConfig, check: _Checker) -> None:
+    """Settings that each pass alone but fail (or do nothing) together, refused before any
+    machine check or download."""
+    if typed.rollout.engine == "vllm" and typed.model.load_in_4bit:
+        raise UserError("rollout.engine=vllm with model.load_in_4bit=true: TRL pushes the merged 4-bit weights into "
+                        "vLLM before each generation, which fails (open upstream: huggingface/trl#4973); use "
+                        "model.load_in_4bit=false, or rollout.engine=transformers")
+    if typed.model.fast_inference:
+        why = ("TRL's GRPOTrainer never uses the vLLM engine Unsloth builds (rollouts come from rollout.engine: "
+               "rollout.engine=vllm for TRL's own vLLM)" if typed.model.backend == "unsloth"
+               else f"only the unsloth backend has it (model.backend={typed.model.backend})")
+        raise UserError(f"{check.shown('model.fast_inference', True)} has no effect: {why}")
 
 
 def check_accelerator(typed: DictConfig) -> None:
