@@ -216,3 +216,25 @@ def test_adapter_path_loads_through_unsloth(fake_unsloth, tmp_path):
     model, _tokenizer, peft_config = load_model_and_tokenizer(cfg.model, "/unused", "cuda", seed=0)
     assert [name for name, _ in fake_unsloth.calls] == ["from_pretrained"]
     assert fake_unsloth.calls[0][1]["model_name"] == str(tmp_path) and peft_config is None
+
+
+def test_device_auto_says_why_it_falls_back_to_the_cpu(monkeypatch, tmp_path, caplog):
+    """A GPU driver that this torch's CUDA cannot use is named, with both versions; a machine
+    without a GPU driver runs on the CPU quietly."""
+    import torch
+
+    from mathreason.models import load
+
+    version = tmp_path / "version"
+    version.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023\n")
+    monkeypatch.setattr(load, "NVIDIA_VERSION", version)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    with caplog.at_level("WARNING", logger="mathreason"):
+        assert load.resolve_device("auto") == "cpu"
+    assert "NVIDIA driver (535.104.05)" in caplog.text and "CUDA 13.0" in caplog.text and "too old" in caplog.text
+    monkeypatch.setattr(load, "NVIDIA_VERSION", tmp_path / "absent")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    caplog.clear()
+    assert load.resolve_device("auto") == "cpu" and load.why_no_cuda() == "no NVIDIA GPU driver on this machine"
+    assert caplog.text == ""

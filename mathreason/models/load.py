@@ -14,13 +14,44 @@ from typing import Any
 
 from mathreason.errors import UserError
 
+NVIDIA_VERSION = Path("/proc/driver/nvidia/version")
+
+
+def why_no_cuda() -> str | None:
+    """Why torch cannot use a CUDA GPU here (None when it can): no GPU driver, a CPU build of
+    torch, or a driver that this torch's CUDA does not run on (PyPI torch 2.13/2.14 are CUDA 13
+    builds: driver >= 580)."""
+    import os
+    import re
+
+    if not NVIDIA_VERSION.exists() and not os.environ.get("CUDA_VISIBLE_DEVICES"):
+        return "no NVIDIA GPU driver on this machine"
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is a CPU build"
+    try:
+        found = re.search(r"Kernel Module\s+(?:for \S+\s+)?([\d.]+)", NVIDIA_VERSION.read_text())
+    except OSError:
+        found = None
+    driver = found.group(1) if found else "of unknown version"
+    return (f"an NVIDIA driver ({driver}) is here but torch {torch.__version__} (CUDA {torch.version.cuda}) "
+            "cannot use it: the driver is likely too old for this CUDA (CUDA 13 needs >= 580); install a torch "
+            "built for your driver's CUDA (make install-gpu)")
+
 
 def resolve_device(device: str) -> str:
+    """``auto``: cuda when torch can use it, else cpu, saying why when a GPU driver is present."""
     if device != "auto":
         return device
-    from mathreason.config.schema import cuda_available
+    reason = why_no_cuda()
+    if reason and reason != "no NVIDIA GPU driver on this machine":
+        import logging
 
-    return "cuda" if cuda_available() else "cpu"
+        logging.getLogger("mathreason").warning("device=auto runs on the CPU: %s", reason)
+    return "cpu" if reason else "cuda"
 
 
 def model_source(model_cfg: Any, cache_dir: str | Path) -> str:
