@@ -324,8 +324,9 @@ def summarize(ctx: RunContext, extra: dict[str, Any] | None = None) -> dict[str,
     records = MetricsFile(ctx.run_dir).records()
     evals = [r for r in records if STRICT in r]
     summary: dict[str, Any] = {"method": ctx.cfg.method, "steps": records[-1][STEP] if records else 0}
-    tags = (("final", evals[-1]),) if ctx.cfg.method == "eval" else (("baseline", evals[0]), ("final", evals[-1]))
-    for tag, rec in tags if evals else ():
+    tags = [] if not evals else [("final", evals[-1])] if ctx.cfg.method == "eval" else [
+        ("baseline", evals[0]), ("final", evals[-1])]
+    for tag, rec in tags:
         for metric in (STRICT, LENIENT, FORMAT_RATE):
             summary[summary_key(tag, metric)] = rec.get(metric)
         for metric in [ERRORS + kind for kind in ERROR_KINDS] + [CORRECT_FALSE_EQUATION]:
