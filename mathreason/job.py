@@ -93,8 +93,9 @@ def setup_torch(cfg: DictConfig) -> str:
 
 
 def run_job(cfg: DictConfig) -> dict[str, Any]:
-    from mathreason.config.schema import preflight, validate
+    from mathreason.config.schema import validate
     from mathreason.errors import NumericFault
+    from mathreason.launch.preflight import preflight
     from mathreason.methods import METHODS
     from mathreason.methods.common import RunContext
     from mathreason.records.telemetry import finish_wandb, init_wandb, scrub_secrets
@@ -113,11 +114,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
                      "to train afresh)", run_dir)
             release(run_dir)
             return read_state(run_dir).get("summary", {})
-        preflight(typed)
-        if typed.model.backend == "unsloth":  # first: it patches transformers, TRL and PEFT as it is imported
-            from mathreason.models.load import import_unsloth
-
-            import_unsloth()
+        preflight(typed)  # imports Unsloth first where the backend is unsloth (it patches TRL as it loads)
         train_rows, eval_rows, final_split_rows = load_rows(typed, run_dir)
     except UserError as err:
         if multirun or read_state(run_dir) is not None:

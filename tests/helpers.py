@@ -64,7 +64,7 @@ def slurm_running() -> bool:
 
 
 def cuda_available() -> bool:
-    from mathreason.config.schema import cuda_available as available
+    from mathreason.models.load import cuda_available as available
 
     return available()
 

@@ -10,8 +10,9 @@ import pytest
 from helpers import CONF, ROOT, compose, compose_sweep_job, cuda_available, run_cli
 
 from mathreason.config.geometry import plan_geometry
-from mathreason.config.schema import preflight, validate
+from mathreason.config.schema import validate
 from mathreason.errors import UserError
+from mathreason.launch.preflight import preflight
 
 GROUPS = ["model", "data", "method", "reward", "logger", "experiment"]
 
@@ -245,3 +246,33 @@ def test_the_miniature_dev_sweep_runs_the_papers_regime_on_dev():
         assert math.ceil(cfg.data.n_train / cfg.sft.batch_size) * cfg.sft.epochs == geo[16].steps
         assert cfg.sft.batch_size == geo[16].prompts_per_step and cfg.sft.warmup_steps == 10
     assert sum(c.method == "sft" for c in arms.values()) == sum(c.group_size == 16 for c in grpo.values())
+
+
+def test_every_key_the_schemas_rule_tables_name_is_a_real_key():
+    """The range and no-effect tables are dotted strings; each must name a key of some method's
+    composed config, and each TRL field they name must exist in TRL's config classes."""
+    import dataclasses
+
+    import trl
+    from omegaconf import OmegaConf
+
+    from mathreason.config import schema
+    from mathreason.launch.preflight import EXTRA_RANGES
+
+    composed = [OmegaConf.to_container(compose([f"method={m}"]), resolve=False) for m in ("grpo", "dpo", "sft", "eval")]
+
+    def keys(node, prefix=""):
+        for k, v in node.items():
+            yield prefix + str(k)
+            if isinstance(v, dict):
+                yield from keys(v, f"{prefix}{k}.")
+
+    real = {k for c in composed for k in keys(c)}
+    named = [*schema.POSITIVE, *schema.AT_LEAST_1, *schema.NON_NEGATIVE, *schema.UNIT_INTERVAL]
+    assert sorted(k for k in named if k not in real) == []
+    prefixes = [prefix for prefix, _, _ in schema.NO_EFFECT]
+    assert sorted(p for p in prefixes if not any(k == p or k.startswith(p) for k in real)) == []
+    trl_fields = {f.name for cls in (trl.GRPOConfig, trl.DPOConfig, trl.SFTConfig) for f in dataclasses.fields(cls)}
+    grpo_fields = {f.name for f in dataclasses.fields(trl.GRPOConfig)}
+    assert sorted(set(schema.GRPO_DERIVED) - grpo_fields) == []
+    assert sorted(set(EXTRA_RANGES) - trl_fields) == []

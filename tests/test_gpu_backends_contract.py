@@ -112,10 +112,17 @@ def test_paper_preset_passes_its_geometry_to_trl(tmp_path):
     assert args["per_device_train_batch_size"] * args["gradient_accumulation_steps"] == 512
     assert args["learning_rate"] == pytest.approx(8e-6) and args["bf16"] is True
     assert args["max_steps"] == 293  # ceil(10 epochs x 7500 prompts / 256 prompts per step)
+    # the paper's optimisation (../shared/notes/paper-2grpo.md): a linear warm-up over the first 10 steps,
+    # then constant; clip 0.2 / 0.28; verl's token-mean loss (TRL's dapo); no KL; rollouts at T=1, top-p 1
+    assert (args["lr_scheduler_type"], args["warmup_steps"]) == ("constant_with_warmup", 10)
+    assert (args["epsilon"], args["epsilon_high"], args["loss_type"], args["beta"]) == (0.2, 0.28, "dapo", 0.0)
+    assert (args["temperature"], args["top_p"]) == (1.0, 1.0)
 
 
 def test_gpu_only_options_stop_before_training_on_cpu():
-    from mathreason.config.schema import cuda_available, preflight, validate
+    from mathreason.config.schema import validate
+    from mathreason.launch.preflight import preflight
+    from mathreason.models.load import cuda_available
 
     if cuda_available():
         pytest.skip("this machine has a GPU")
@@ -169,8 +176,8 @@ class FastLanguageModel:
 
 DRIVER = '''
 import runpy, sys
-import mathreason.config.schema as schema
-schema.check_accelerator = lambda typed: None  # no GPU here: let the unsloth backend through to the job
+import mathreason.launch.preflight as preflight
+preflight.check_accelerator = lambda typed: None  # no GPU here: let the unsloth backend through to the job
 sys.argv = ["mathreason.run", *sys.argv[1:]]
 runpy.run_module("mathreason.run", run_name="__main__")
 '''

@@ -1,3 +1,3 @@
-"""Config stage: the schema that validates the composed YAML, the GRPO batch
-geometry derived from it, the sweep check and the Hydra callbacks that run
-them before anything heavy is imported. Torch-free."""
+"""Config stage: the schema that validates the composed YAML and the GRPO batch
+geometry derived from it. Torch-free; it checks the config alone (what the
+machine has is mathreason.launch's job)."""

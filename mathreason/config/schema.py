@@ -11,7 +11,6 @@ the key. No torch import here: ``--help`` and ``--cfg job`` stay fast.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List
@@ -61,12 +60,14 @@ class RecipeCfg:
     eval_length: int = MISSING
     grpo_lr: float = MISSING
     dpo_lr: float = MISSING
+    rollouts_per_s: float | None = MISSING
 
 
 @dataclass
 class ModelCfg:
     name: str = MISSING
     id: str | None = MISSING
+    size_b: float | None = MISSING
     backend: str = MISSING
     dtype: str = MISSING
     load_in_4bit: bool = MISSING
@@ -85,6 +86,7 @@ class DataCfg:
     name: str = MISSING
     hub_id: str | None = MISSING
     hub_config: str | None = MISSING
+    train_size: int | None = MISSING
     train_split: str | None = MISSING
     eval_split: str | None = MISSING
     path: str | None = MISSING
@@ -252,7 +254,7 @@ class RootCfg:
 
 # Range rules for numeric keys (a key absent from the composed config is skipped).
 POSITIVE = (
-    "grpo.learning_rate", "dpo.learning_rate", "sft.learning_rate", "sft.epochs", "geometry.epochs", "dpo.epochs", "grpo.temperature",
+    "grpo.learning_rate", "dpo.learning_rate", "sft.learning_rate", "sft.epochs", "geometry.epochs", "dpo.epochs", "grpo.temperature", "model.recipe.rollouts_per_s",
     "eval.temperature", "dpo.mining.temperature", "grpo.max_grad_norm", "model.lora.alpha",
 )
 AT_LEAST_1 = (
@@ -262,7 +264,7 @@ AT_LEAST_1 = (
     "dpo.rounds", "dpo.batch_size", "dpo.grad_accum", "dpo.max_length", "dpo.logging_steps",
     "dpo.mining.max_new_tokens", "sft.batch_size", "sft.max_length", "sft.logging_steps", "dpo.mining.batch_size", "dpo.mining.max_questions", "model.lora.r",
     "model.max_seq_length", "checkpoint.keep", "threads", "data.n_train", "data.n_eval", "data.max_train",
-    "data.max_eval",
+    "data.max_eval", "data.train_size",
 )
 NON_NEGATIVE = (
     "seed", "grpo.beta", "dpo.beta", "grpo.epsilon", "grpo.epsilon_high", "grpo.weight_decay",
@@ -363,16 +365,6 @@ def _check_types(cfg: DictConfig) -> DictConfig:
     return typed
 
 
-def cuda_available() -> bool:
-    """Whether a CUDA device is usable, without importing torch when there is
-    plainly none (no NVIDIA driver on the machine)."""
-    if not Path("/proc/driver/nvidia").exists() and not os.environ.get("CUDA_VISIBLE_DEVICES"):
-        return False
-    import torch
-
-    return torch.cuda.is_available()
-
-
 _validated: dict[str, DictConfig] = {}  # validation runs once per composed config and process
 
 
@@ -451,9 +443,37 @@ def _validate(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         value = typed.data[key]
         if value is not None and not Path(value).is_file():
             raise UserError(f"data.{key}: no such file: {value}")
-    if typed.model.adapter_path is not None and not Path(typed.model.adapter_path).exists():
-        raise UserError(f"model.adapter_path: no such directory: {typed.model.adapter_path}")
+    if typed.model.adapter_path is not None:
+        check_adapter_dir(typed.model.adapter_path)
+    check_dir("cache_dir", typed.cache_dir)
     return typed
+
+
+def file_in_path(path: str | Path) -> Path | None:
+    """The first part of directory ``path`` that exists as a file (so the directory cannot be made), else None."""
+    path = Path(path).expanduser()
+    for part in (*reversed(path.parents), path):
+        if part.exists() and not part.is_dir():
+            return part
+    return None
+
+
+def check_dir(key: str, path: str | Path) -> None:
+    """A directory mathreason will create (run dir, sweep dir, cache dir) must not lie below a file."""
+    blocked = file_in_path(path)
+    if blocked is not None:
+        raise UserError(f"{key}={path}: {blocked} is a file, not a directory; choose a path under a directory")
+
+
+def check_adapter_dir(adapter_path: str) -> None:
+    """``model.adapter_path`` must hold a PEFT adapter (adapter_config.json) or a whole
+    fine-tuned model (config.json), as a run's ``final/`` does."""
+    path = Path(adapter_path).expanduser()
+    if not path.exists():
+        raise UserError(f"model.adapter_path: no such directory: {adapter_path}")
+    if not path.is_dir() or not ((path / "adapter_config.json").exists() or (path / "config.json").exists()):
+        raise UserError(f"model.adapter_path={adapter_path}: no adapter_config.json (a LoRA adapter) or config.json "
+                        "(a fine-tuned model) in it; point it at a run's final/ directory")
 
 
 def conflicts(typed: DictConfig, check: _Checker) -> None:
@@ -468,61 +488,3 @@ def conflicts(typed: DictConfig, check: _Checker) -> None:
                "rollout.engine=vllm for TRL's own vLLM)" if typed.model.backend == "unsloth"
                else f"only the unsloth backend has it (model.backend={typed.model.backend})")
         raise UserError(f"{check.shown('model.fast_inference', True)} has no effect: {why}")
-
-
-def check_accelerator(typed: DictConfig) -> None:
-    """GPU-only options stop here, before any training, on a machine without
-    CUDA. Part of ``preflight`` (where the job runs: a SLURM sweep may be
-    started from a login node without a GPU); local sweeps also check it up front."""
-    wants_gpu = []
-    if typed.model.backend == "unsloth":
-        wants_gpu.append("model.backend=unsloth")
-    if typed.model.load_in_4bit:
-        wants_gpu.append("model.load_in_4bit=true")
-    if typed.rollout.engine == "vllm":
-        wants_gpu.append("rollout.engine=vllm")
-    if typed.device == "cuda":
-        wants_gpu.append("device=cuda")
-    if wants_gpu and not cuda_available():
-        raise UserError(
-            f"{wants_gpu[0]} needs a CUDA GPU and none is available here; "
-            "use the transformers backend on CPU (model.backend=transformers model.load_in_4bit=false rollout.engine=transformers)"
-        )
-
-
-def looks_like_path(name: str) -> bool:
-    """A local path rather than a hub id (``org/name``)."""
-    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or name.endswith(".gguf")
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True"):
-        return False
-    import socket
-
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
-
-
-def preflight(typed: DictConfig) -> None:
-    """Checks that depend on where the run runs (not on the config alone),
-    done before anything heavy is loaded: a GPU where the config needs one,
-    and the model's weights can be had."""
-    check_accelerator(typed)
-    model = typed.model
-    if model.id is None or model.tiny is not None or getattr(model, "gguf_file", None):
-        return
-    if Path(model.id).expanduser().exists():
-        return
-    if looks_like_path(model.id):
-        raise UserError(f"model.id={model.id}: no such directory")
-    from huggingface_hub import try_to_load_from_cache
-
-    if isinstance(try_to_load_from_cache(model.id, "config.json"), str):
-        return  # in the local Hugging Face cache
-    if not hub_reachable():
-        raise UserError(f"model.id={model.id}: not in the local Hugging Face cache and the hub cannot be reached "
-                        "(offline); download it where there is network, or point model.id at a local directory")

@@ -17,6 +17,33 @@ from mathreason.errors import UserError
 NVIDIA_VERSION = Path("/proc/driver/nvidia/version")
 
 
+def cuda_available() -> bool:
+    """Whether a CUDA device is usable, without importing torch when there is
+    plainly none (no NVIDIA driver on the machine)."""
+    import os
+
+    if not NVIDIA_VERSION.parent.exists() and not os.environ.get("CUDA_VISIBLE_DEVICES"):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def repo_to_load(model_cfg: Any) -> str:
+    """The hub repo the backend reads for ``model.id``: Unsloth with 4-bit maps a model to its own
+    pre-quantized repo (``Qwen/Qwen2.5-3B-Instruct`` -> ``unsloth/Qwen2.5-3B-Instruct-unsloth-bnb-4bit``,
+    unsloth/models/mapper.py), which is what an offline node needs in its cache."""
+    import sys
+
+    if model_cfg.backend != "unsloth" or not model_cfg.load_in_4bit:
+        return model_cfg.id
+    if "unsloth" not in sys.modules:
+        import_unsloth()
+    from unsloth.models.mapper import FLOAT_TO_INT_MAPPER
+
+    return FLOAT_TO_INT_MAPPER.get(model_cfg.id) or FLOAT_TO_INT_MAPPER.get(model_cfg.id.lower()) or model_cfg.id
+
+
 def why_no_cuda() -> str | None:
     """Why torch cannot use a CUDA GPU here (None when it can): no GPU driver, a CPU build of
     torch, or a driver that this torch's CUDA does not run on (PyPI torch 2.13/2.14 are CUDA 13

@@ -36,11 +36,12 @@ class ValidateConfig(Callback):
     exception into a warning, so a user error exits here (``fail``)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from mathreason.config.schema import validate
+        from mathreason.config.schema import check_dir, validate
         from mathreason.records.run_dir import check_reuse, claim, remove_created
 
         try:
             typed = validate(config, list(config.hydra.overrides.task))
+            check_dir("hydra.run.dir", config.hydra.run.dir)
             run_dir = claim(str(config.hydra.run.dir))
             try:
                 check_reuse(run_dir, typed)
@@ -51,7 +52,7 @@ class ValidateConfig(Callback):
             fail(err)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from mathreason.config.sweep_check import validate_sweep
+        from mathreason.launch.sweep_check import validate_sweep
 
         try:
             validate_sweep(config)
@@ -129,7 +130,7 @@ class ReportFailures(Callback):
         self._jobs = None
         if str(OmegaConf.select(config, "hydra.sweeper._target_") or "").endswith(".BasicSweeper"):
             try:
-                from mathreason.config.sweep_check import sweep_jobs
+                from mathreason.launch.sweep_check import sweep_jobs
 
                 self._jobs = [list(job) for job in sweep_jobs(config)]
             except Exception:  # noqa: BLE001 - the job list only improves the summary
