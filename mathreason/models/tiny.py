@@ -19,7 +19,6 @@ exactly like a hub model. Nothing is downloaded:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -27,9 +26,8 @@ import os
 import random
 import re
 import shutil
-import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -328,23 +326,6 @@ def warm_start(model, tokenizer, spec: Mapping[str, Any], work_dir: str | Path):
 # cache
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _is_complete(path: Path) -> bool:
-    return (path / MARKER).is_file()
-
-
 def ensure_tiny_model(spec: Mapping[str, Any] | None, cache_dir: str | Path) -> Path:
     """Build (once) and return the directory of the warm-started tiny model.
 
@@ -352,42 +333,33 @@ def ensure_tiny_model(spec: Mapping[str, Any] | None, cache_dir: str | Path) -> 
     lock and reuse the first build. Loads with ``AutoModelForCausalLM`` /
     ``AutoTokenizer.from_pretrained``.
     """
+    from mathreason.models.cache import build_once
+
     s = resolve_spec(spec)
-    cache_dir = Path(cache_dir).expanduser()
     key = spec_hash(s)
-    final = cache_dir / key
-    if _is_complete(final):
-        return final
-    with _file_lock(cache_dir / f".{key}.lock"):
-        if _is_complete(final):  # built by another process while we waited
-            return final
+    final = Path(cache_dir).expanduser() / key
+
+    def build(out: Path, work: Path) -> dict[str, Any]:
         limit_torch_threads()
         t0 = time.perf_counter()
         phase("building the embedded tiny model", f"first use only, about 8 minutes on 2 cores; cached in {final}")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=cache_dir))
-        try:
-            tokenizer = build_tokenizer()
-            model = build_model(s, tokenizer)
-            n_params = sum(p.numel() for p in model.parameters())
-            model = warm_start(model, tokenizer, s, tmp / "sft")
-            shutil.rmtree(tmp / "sft", ignore_errors=True)
-            out = tmp / "model"
-            model.save_pretrained(out)
-            tokenizer.save_pretrained(out)
-            (out / MARKER).write_text(json.dumps({
-                "spec": s, "hash": key, "builder_version": BUILDER_VERSION,
-                "n_params": n_params, "build_seconds": round(time.perf_counter() - t0, 1),
-                # the same spec can train to different weights under other library versions
-                "versions": package_versions(),
-                "weights_sha256": hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest(),
-            }, indent=2, sort_keys=True))
-            if final.exists():  # an incomplete leftover (crashed build)
-                shutil.rmtree(final)
-            os.replace(out, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        tokenizer = build_tokenizer()
+        model = build_model(s, tokenizer)
+        n_params = sum(p.numel() for p in model.parameters())
+        model = warm_start(model, tokenizer, s, work / "sft")
+        shutil.rmtree(work / "sft", ignore_errors=True)
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
         log.info("tiny model %s built in %.0f s (%d params)", key, time.perf_counter() - t0, n_params)
-    return final
+        return {
+            "spec": s, "hash": key, "builder_version": BUILDER_VERSION,
+            "n_params": n_params, "build_seconds": round(time.perf_counter() - t0, 1),
+            # the same spec can train to different weights under other library versions
+            "versions": package_versions(),
+            "weights_sha256": hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest(),
+        }
+
+    return build_once(cache_dir, key, MARKER, build)
 
 
 # --------------------------------------------------------------------------
