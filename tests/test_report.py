@@ -319,7 +319,7 @@ def test_each_2grpo_arm_gets_its_gain_ratio_and_the_error_taxonomy_is_tabled(tmp
             rec["false_equation"] = not rec["correct"] or n % 2 == 0  # every other right answer by luck
         path.write_text("".join(json.dumps(r) + "\n" for r in recs))
     rep = analysis.build_report([root], tmp_path / "out", n_resamples=200, warn=lambda m: None)
-    labels = sorted((r["g2"], r["g16"]) for r in rep.ratios)
+    labels = sorted((r["small_arm"], r["large_arm"]) for r in rep.ratios)
     assert labels == [("grpo G=2 (geometry.scale_lr=False)", "grpo G=16"),
                       ("grpo G=2 (geometry.scale_lr=True)", "grpo G=16")]
     # both G=2 arms have G2's accuracies, so both ratios are the same point estimate
@@ -400,3 +400,15 @@ def test_a_curve_matches_evals_by_order_where_seeds_evaluate_at_other_steps(tmp_
     curve = dpo.stats["curve"]
     assert list(curve["step"]) == [0, 5.5, 11] and list(curve["mean"]) == pytest.approx([0.2, 0.2, 0.3])
     assert (curve["low"] <= curve["mean"]).all() and (curve["mean"] <= curve["high"]).all()
+
+
+def test_the_report_compares_whatever_group_sizes_the_runs_have(tmp_path):
+    """No group size is built in: a G=4 vs G=32 sweep gets its 4-GRPO / 32-GRPO gain ratio."""
+    root = tmp_path / "sweep"
+    for seed in (0, 1):
+        for g, evals in ((4, G2[seed]), (32, G16[seed])):
+            make_run(root, f"g{g},seed={seed}", group_size=g, seed=seed, evals=evals,
+                     extra_config={"geometry": {"hold": "rollouts", "rollouts_per_step": 64, "scale_lr": True}})
+    rep = analysis.build_report([root], tmp_path / "out", n_resamples=50, warn=lambda m: None)
+    assert [(r["small_arm"], r["large_arm"], r["sizes"]) for r in rep.ratios] == [("grpo G=4", "grpo G=32", (4, 32))]
+    assert "4-GRPO / 32-GRPO gain ratio (grpo G=4 / grpo G=32)" in (tmp_path / "out" / "results.md").read_text()

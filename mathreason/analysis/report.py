@@ -139,14 +139,26 @@ def summarize(arms: list[Arm], items: pd.DataFrame, frac: float = 0.9, **opts) -
     return pd.DataFrame(rows), comparisons
 
 
+def group_sizes(arms: list[Arm]) -> dict[str, tuple[int, int]]:
+    """Per setup (model and data) with GRPO arms of several group sizes: (smallest, largest),
+    e.g. (2, 16): the group sizes the report compares, read from the runs."""
+    sizes: dict[str, set[int]] = {}
+    for a in arms:
+        if a.kind == "grpo" and a.group_size:
+            sizes.setdefault(a.model_data, set()).add(int(a.group_size))
+    return {setup: (min(g), max(g)) for setup, g in sizes.items() if len(g) > 1}
+
+
 def equal_rollout_comparisons(arms: list[Arm], items: pd.DataFrame, finals: dict[str, pd.DataFrame],
                               opts: dict) -> list[tuple]:
-    """Each G=2 GRPO arm's last eval against each larger-group GRPO arm's eval at
-    the same cumulative rollouts (the paper's like-for-like comparison), where
-    the larger arm was evaluated there."""
-    out = []
+    """Each smallest-group GRPO arm's last eval against each larger-group GRPO arm of its setup
+    at the same cumulative rollouts (the paper's like-for-like comparison), where the larger arm
+    was evaluated there."""
+    out, sizes = [], group_sizes(arms)
     for small, large in itertools.permutations([a for a in arms if a.kind == "grpo"], 2):
-        if small.group_size != 2 or (large.group_size or 0) <= 2:
+        if small.model_data not in sizes or small.model_data != large.model_data:
+            continue
+        if small.group_size != sizes[small.model_data][0] or (large.group_size or 0) <= small.group_size:
             continue
         ends = {float(r.evals["rollouts"].iloc[-1]) for r in small.runs}
         if len(ends) != 1:
@@ -159,23 +171,26 @@ def equal_rollout_comparisons(arms: list[Arm], items: pd.DataFrame, finals: dict
     return out
 
 
-def ratios_2grpo(arms: list[Arm], items: pd.DataFrame, table: pd.DataFrame, **opts) -> list[dict]:
-    """2-GRPO vs 16-GRPO per setup that has both arms: the gain ratio with its
-    bootstrap CI (seeds and items paired across the four matrices), and cost ratios.
-    Every G=2 arm (e.g. with and without lr scaling) is compared with the setup's
-    G=16 arm; with several G=16 arms, with the one whose label matches."""
-    out, by = [], table.set_index("arm")
+def group_size_ratios(arms: list[Arm], items: pd.DataFrame, table: pd.DataFrame, **opts) -> list[dict]:
+    """Smallest vs largest group size per setup that has both (2-GRPO vs 16-GRPO in the paper):
+    the gain ratio with its bootstrap CI (seeds and items paired across the four matrices), and
+    cost ratios. Every smallest-group arm (e.g. with and without lr scaling) is compared with the
+    setup's largest-group arm; with several of those, with the one whose label matches."""
+    out, by, sizes = [], table.set_index("arm"), group_sizes(arms)
     grpo = [a for a in arms if a.kind == "grpo"]
     for g2, g16 in itertools.product(grpo, repeat=2):
-        if g2.group_size != 2 or g16.group_size != 16 or g2.model_data != g16.model_data:
+        if g2.model_data != g16.model_data or g2.model_data not in sizes:
             continue
-        n16 = sum(a.group_size == 16 and a.model_data == g16.model_data for a in grpo)
-        if n16 > 1 and g2.label.replace("G=2", "G=16", 1) != g16.label:
+        small, large = sizes[g2.model_data]
+        if g2.group_size != small or g16.group_size != large:
+            continue
+        n_large = sum(a.group_size == large and a.model_data == g16.model_data for a in grpo)
+        if n_large > 1 and g2.label.replace(f"G={small}", f"G={large}", 1) != g16.label:
             continue
         mats = paired(matrix(items, g2, "final"), matrix(items, g2, "baseline"),
                       matrix(items, g16, "final"), matrix(items, g16, "baseline"))
         ratio = stats.ratio_of_gains(*mats, **opts) if mats[0].size else stats.NAN
-        row = {"g2": g2.label, "g16": g16.label, "gain_ratio": ratio}
+        row = {"small_arm": g2.label, "large_arm": g16.label, "sizes": (small, large), "gain_ratio": ratio}
         for key in ("wall_clock_s", "total_rollouts", "steps", "peak_memory_mb"):
             row[key] = by.at[g2.label, key] / by.at[g16.label, key] if by.at[g16.label, key] else np.nan
         out.append(row)
@@ -247,9 +262,11 @@ def findings(comparisons: pd.DataFrame, ratios: list[dict], arms: list[Arm]) -> 
                          f"than {c['versus']} on these {c['n_items']} items and {c['n_seeds']} seeds.")
     for r in ratios:
         e = r["gain_ratio"]
-        ci = f"95% CI [{e.ci_low:.2f}, {e.ci_high:.2f}]" if np.isfinite(e.ci_low) else "no bounded CI (the G=16 gain is not clearly positive)"
-        value = f"{e.mean:.2f}" if np.isfinite(e.mean) else "undefined (the G=16 arm did not gain)"
-        shows.append(f"2-GRPO / 16-GRPO gain ratio ({r['g2']} / {r['g16']}): {value}, {ci}; at "
+        small, large = r["sizes"]
+        ci = (f"95% CI [{e.ci_low:.2f}, {e.ci_high:.2f}]" if np.isfinite(e.ci_low)
+              else f"no bounded CI (the G={large} gain is not clearly positive)")
+        value = f"{e.mean:.2f}" if np.isfinite(e.mean) else f"undefined (the G={large} arm did not gain)"
+        shows.append(f"{small}-GRPO / {large}-GRPO gain ratio ({r['small_arm']} / {r['large_arm']}): {value}, {ci}; at "
                      f"{r['total_rollouts']:.3g}× the rollouts and {r['wall_clock_s']:.2g}× the wall-clock.")
     seeds = sorted({len(a.seeds) for a in arms})
     n_items = sorted({a.stats["strict"].n_items for a in arms if "strict" in a.stats and a.stats["strict"].n_items})
@@ -295,7 +312,7 @@ def build_report(paths: list[Path], out: Path, frac: float = 0.9, n_resamples: i
     arms = group_arms(runs, warn=warn)
     items = items_frame(arms)
     table, comparisons = summarize(arms, items, frac, **opts)
-    ratios = ratios_2grpo(arms, items, table, **opts)
+    ratios = group_size_ratios(arms, items, table, **opts)
     out.mkdir(parents=True, exist_ok=True)
     files = [out / n for n in ("results.md", "results.csv", "comparisons.csv", "runs.csv", "items.csv.gz")]
     table.to_csv(files[1], index=False, float_format="%.6g")
