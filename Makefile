@@ -4,10 +4,11 @@ PIP ?= $(PYTHON) -m pip
 # CPU build of torch; on a GPU machine: make install TORCH_SPEC='torch>=2.6,<2.15'
 TORCH_SPEC ?= torch==2.13.0
 RUN := $(PYTHON) -m mathreason.run
+comma := ,
 # where run dirs of long sweeps live (outside the work tree, so a re-run resumes them)
 CACHE_DIR ?= $(or $(MATHREASON_CACHE_DIR),$(HOME)/.cache/mathreason)
 
-.PHONY: help install install-gpu run test test-fast lint slurm-up slurm-down sweep-group-size sweep-grpo-vs-dpo sweep-reward-ablation repro-cpu report bench clean-outputs model-smollm2 repro-smollm2 miniature-dev repro-cpu-quick repro-cpu-1epoch
+.PHONY: help install install-gpu constraints test-unsloth-versions run test test-fast lint slurm-up slurm-down sweep-group-size sweep-grpo-vs-dpo sweep-reward-ablation repro-cpu report bench clean-outputs model-smollm2 repro-smollm2 miniature-dev repro-cpu-quick repro-cpu-1epoch
 
 help:
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -16,9 +17,27 @@ install: ## install mathreason with test tools (CPU torch; no CUDA download)
 	$(PIP) install "$(TORCH_SPEC)"
 	$(PIP) install -e ".[dev]"
 
-install-gpu: ## install with the GPU extras (Unsloth, vLLM, bitsandbytes); TORCH_SPEC='torch>=2.6,<2.15' for a CUDA build
-	$(PIP) install "$(TORCH_SPEC)"
-	$(PIP) install -e ".[dev,unsloth,vllm]"
+# GPU: PyPI's torch 2.13/2.14 and vLLM >= 0.20 are CUDA 13 builds (NVIDIA driver >= 580). CUDA=12 takes torch
+# from PyTorch's own CUDA 12.8 index instead (TORCH_CUDA12_INDEX) and leaves vLLM out: its PyPI wheels are
+# CUDA 13 builds only (install vLLM for CUDA 12 as its docs say). constraints/<extra>.txt pin what each extra
+# resolved to here (make constraints); add -c constraints/unsloth.txt to pip for exactly that set.
+CUDA ?= 13
+TORCH_CUDA12_INDEX ?= https://download.pytorch.org/whl/cu128
+GPU_TORCH_SPEC ?= torch>=2.6,<2.15
+install-gpu: ## install with the GPU extras (Unsloth, vLLM, bitsandbytes); CUDA=12 for a driver older than 580
+	$(PIP) install "$(GPU_TORCH_SPEC)" $(if $(filter 12,$(CUDA)),--index-url $(TORCH_CUDA12_INDEX))
+	$(PIP) install -e ".[dev,unsloth$(if $(filter 12,$(CUDA)),,$(comma)vllm)]"
+
+constraints: ## re-resolve the GPU extras into constraints/unsloth.txt and constraints/vllm.txt (pip --dry-run)
+	$(PYTHON) scripts/pin_gpu_extras.py
+
+# the fast suite against the unsloth extra's trl / transformers / datasets / hub (CPU, a second venv that
+# sees this install's other packages), so an API drift between the two sets shows here first
+UNSLOTH_VENV ?= .venv-unsloth-versions
+test-unsloth-versions:
+	$(PYTHON) -m venv --system-site-packages $(UNSLOTH_VENV)
+	$(UNSLOTH_VENV)/bin/python -m pip install -q -c constraints/unsloth.txt trl transformers datasets huggingface-hub
+	$(UNSLOTH_VENV)/bin/python -m pytest -q -m "not slow and not slurm" -p no:cacheprovider
 
 run: ## the embedded default: 2-GRPO on the tiny model, CPU, minutes
 	$(RUN) method=grpo group_size=2
