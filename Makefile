@@ -32,11 +32,12 @@ constraints: ## re-resolve the GPU extras into constraints/unsloth.txt and const
 	$(PYTHON) scripts/pin_gpu_extras.py
 
 # the fast suite against the unsloth extra's trl / transformers / datasets / hub (CPU, a second venv that
-# sees this install's other packages), so an API drift between the two sets shows here first
+# sees this install's other packages, torch included), so an API drift between the two sets shows here first
 UNSLOTH_VENV ?= .venv-unsloth-versions
+UNSLOTH_PINS = $(shell grep -E '^(trl|transformers|datasets|huggingface-hub)==' constraints/unsloth.txt)
 test-unsloth-versions:
 	$(PYTHON) -m venv --system-site-packages $(UNSLOTH_VENV)
-	$(UNSLOTH_VENV)/bin/python -m pip install -q -c constraints/unsloth.txt trl transformers datasets huggingface-hub
+	$(UNSLOTH_VENV)/bin/python -m pip install -q $(UNSLOTH_PINS)
 	$(UNSLOTH_VENV)/bin/python -m pytest -q -m "not slow and not slurm" -p no:cacheprovider
 
 run: ## the embedded default: 2-GRPO on the tiny model, CPU, minutes

@@ -130,4 +130,4 @@ def run_cli(hydra_main) -> None:
             raise
         _end_bar_line()
         sys.stderr.write(f"{str(err) or 'interrupted'}\n")
-        raise SystemExit(Interrupted.exit_code) from None
+        raise SystemExit(getattr(err, "exit_code", Interrupted.exit_code)) from None

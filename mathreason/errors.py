@@ -17,7 +17,19 @@ class NumericFault(RuntimeError):
 
 
 class Interrupted(BaseException):
-    """Ctrl-C: the CLI prints the message (where it stopped, how to resume), exit 130.
+    """Ctrl-C or SIGTERM: the CLI prints the message (where it stopped, how to resume) and
+    exits 130 (Ctrl-C) or 143 (SIGTERM), as a shell reports a process those signals ended.
     A BaseException, like KeyboardInterrupt, so that Hydra passes it through."""
 
     exit_code = 130
+
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a container stop) outside SLURM, raised where the run is,
+    so it stops as Ctrl-C does: its state saved as interrupted, exit 143."""
+
+    exit_code = 143

@@ -98,7 +98,8 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     from mathreason.launch.preflight import preflight
     from mathreason.methods import METHODS
     from mathreason.methods.common import RunContext
-    from mathreason.records.telemetry import finish_wandb, init_wandb, scrub_secrets
+    from mathreason.records.secrets import scrub_secrets
+    from mathreason.records.wandb_run import WandbRun
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -127,50 +128,70 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         return _user_error(err, multirun)
 
     started = time.time()
+    stop_on_sigterm()
     write_state(run_dir, status="running", method=typed.method, overrides=overrides,
                 experiment_name=typed.experiment_name, error=None,
                 config=scrub_secrets(comparable_config(typed)), started=started, versions=package_versions())
     (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(scrub_secrets(OmegaConf.to_container(typed, resolve=True))))
+    wandb_run = WandbRun()  # disabled until started
     try:
         device = setup_torch(typed)
         name = slug(",".join(o for o in overrides if not o.startswith("hydra")))
         ctx = RunContext(
             cfg=typed, run_dir=run_dir, device=device, run_name=name, overrides=overrides,
             train_rows=train_rows, eval_rows=eval_rows, final_split_rows=final_split_rows,
-            resume=status == "resume", wandb_mode="disabled",
+            resume=status == "resume", wandb=wandb_run,
         )
-        ctx.wandb_mode = init_wandb(typed, run_dir, name, overrides)
+        ctx.wandb = wandb_run = WandbRun.start(typed, run_dir, name, overrides)
         phase("run", f"{typed.method} on {typed.model.name} / {typed.data.name}, {run_dir} "
-                     f"({'resuming' if ctx.resume else 'new'}, {device}, W&B {ctx.wandb_mode})")
+                     f"({'resuming' if ctx.resume else 'new'}, {device}, W&B {wandb_run.mode})")
         EVAL_LINES.baseline = None  # a sweep runs several jobs in one process
         summary = METHODS[typed.method](ctx)
     except (UserError, NumericFault) as err:
         write_state(run_dir, status="failed", error=one_line(err))
-        finish_wandb()
+        wandb_run.finish()
         return _user_error(err, multirun)
-    except KeyboardInterrupt:  # Ctrl-C
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM outside SLURM (errors.Terminated)
         line = interrupted_line(run_dir)
         write_state(run_dir, status="interrupted", error=line)
-        finish_wandb()
+        wandb_run.finish()
         if multirun:
             raise
-        raise Interrupted(line) from None
+        raise Interrupted(line, getattr(err, "exit_code", Interrupted.exit_code)) from None
     except SystemExit as err:  # preempted (submitit requeues)
         write_state(run_dir, status="interrupted", error=f"{type(err).__name__}: {err}")
-        finish_wandb()
+        wandb_run.finish()
         raise
     except BaseException as err:
         write_state(run_dir, status="failed", error=f"{type(err).__name__}: {err}")
-        finish_wandb()
+        wandb_run.finish()
         raise
     finally:
         release(run_dir)
     summary["run_dir"] = str(run_dir)
-    summary["wandb"] = wandb_location(ctx.wandb_mode)
+    summary["wandb"] = wandb_run.location()
     write_state(run_dir, status="done", summary=summary, finished=time.time())
-    finish_wandb(summary)
+    wandb_run.finish(summary)
     print_summary(summary)
     return summary
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (``kill``, ``timeout``, a container stop) ends the run as Ctrl-C does: where it
+    stopped, how to resume, run.json ``interrupted``, exit 143. Not inside a SLURM job that
+    submitit runs: submitit's own handlers drive preemption and requeue there."""
+    import signal
+    import threading
+
+    from mathreason.errors import Terminated
+
+    if os.environ.get("SUBMITIT_EXECUTOR") or threading.current_thread() is not threading.main_thread():
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, terminate)
 
 
 def _user_error(err: Exception, multirun: bool) -> dict:
@@ -180,16 +201,6 @@ def _user_error(err: Exception, multirun: bool) -> dict:
         raise err
     fail(err)
     return {}
-
-
-def wandb_location(mode: str) -> str | None:
-    """The W&B run's URL (online) or its offline folder (upload with `wandb sync`)."""
-    import sys
-
-    run = getattr(sys.modules.get("wandb"), "run", None)
-    if run is None or mode == "disabled":
-        return None
-    return run.url if mode == "online" else str(Path(run.dir).parent)
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -203,14 +214,13 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 def interrupted_line(run_dir: Path) -> str:
     """What a person needs after Ctrl-C: where it stopped and how to go on."""
-    from mathreason.records import METRICS_FILE
+    from mathreason.records.telemetry import MetricsFile
 
-    step = 0
     try:
-        lines = (run_dir / METRICS_FILE).read_text().splitlines()
-        step = json.loads(lines[-1]).get("step", 0) if lines else 0
+        logged = MetricsFile(run_dir).records()
     except (OSError, ValueError):
-        pass
+        logged = []
+    step = logged[-1].get("step", 0) if logged else 0
     ckpts = sorted(run_dir.glob("checkpoints/**/checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     again = "run the same command again to "
     if ckpts:

@@ -19,7 +19,7 @@ ROW_KEYS = {"prompt", "question", "answer", "answer_format", "solution", "chain_
 CFG_KEYS = {
     "name", "hub_id", "hub_config", "train_split", "eval_split", "path", "train_path",
     "question_field", "answer_field", "answer_format", "solution_field", "max_train", "max_eval",
-    "n_train", "n_eval", "seed", "generator",
+    "n_train", "n_eval", "seed", "generator", "train_size",
 }  # fmt: skip
 
 

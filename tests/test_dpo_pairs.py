@@ -29,7 +29,7 @@ def test_all_correct_and_all_wrong_groups_give_no_pair():
 def test_pair_file_errors_name_file_and_line(tmp_path):
     path = tmp_path / "pairs.jsonl"
     path.write_text(json.dumps({"prompt": "p", "chosen": "c", "rejected": "r"}) + "\n{oops\n")
-    with pytest.raises(UserError, match=rf"{path}:2: not valid JSON"):
+    with pytest.raises(UserError, match=rf"{path}:2: not a JSON record"):
         load_pairs(path)
     path.write_text(json.dumps({"prompt": "p", "chosen": "c"}) + "\n")
     with pytest.raises(UserError, match=rf"{path}:1: missing field\(s\) rejected"):

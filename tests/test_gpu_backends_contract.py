@@ -15,6 +15,7 @@ from helpers import compose, requires_gpu
 from mathreason.config.geometry import plan_geometry
 from mathreason.config.schema import _check_types
 from mathreason.errors import UserError
+from mathreason.records.wandb_run import WandbRun
 
 # Unsloth's documented keyword arguments (unsloth.ai docs, GRPO notebooks).
 UNSLOTH_FROM_PRETRAINED = {"model_name", "max_seq_length", "dtype", "load_in_4bit", "fast_inference",
@@ -93,7 +94,7 @@ def test_vllm_rollouts_map_onto_real_grpoconfig_fields(tmp_path):
                                                                      "rollout.vllm_server_base_url=http://127.0.0.1:8000"]):
         cfg = typed(overrides)
         ctx = RunContext(cfg=cfg, run_dir=Path(tmp_path), device="cuda", run_name="x", overrides=[],
-                         train_rows=None, eval_rows=[], resume=False, wandb_mode="disabled")
+                         train_rows=None, eval_rows=[], resume=False, wandb=WandbRun())
         args = grpo_args(ctx, plan_geometry(cfg, n_train_prompts=7500))
         assert set(args) <= fields, set(args) - fields
         assert args["use_vllm"] is True and args["vllm_mode"] in ("colocate", "server")
@@ -106,7 +107,7 @@ def test_paper_preset_passes_its_geometry_to_trl(tmp_path):
 
     cfg = typed(["experiment=paper_2grpo_math", "group_size=2"])
     ctx = RunContext(cfg=cfg, run_dir=Path(tmp_path), device="cuda", run_name="x", overrides=[],
-                     train_rows=None, eval_rows=[], resume=False, wandb_mode="disabled")
+                     train_rows=None, eval_rows=[], resume=False, wandb=WandbRun())
     args = grpo_args(ctx, plan_geometry(cfg, n_train_prompts=7500))
     assert args["num_generations"] == 2
     assert args["per_device_train_batch_size"] * args["gradient_accumulation_steps"] == 512

@@ -262,7 +262,7 @@ def test_partial_run_dir_fails_with_one_line(tmp_path, capsys, damage, named):
         (run / records.STATE_FILE).unlink()
         (run / records.METRICS_FILE).rename(run / "kept.jsonl")  # nothing left that looks like a run
         with pytest.raises(records.RunDirError, match=named):
-            records.read_state(run)
+            records.read_run_record(run)
         return
     if damage == "no_metrics":
         (run / records.METRICS_FILE).unlink()

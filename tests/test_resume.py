@@ -133,13 +133,14 @@ def test_several_damaged_checkpoints_one_line_each(tmp_path, caplog):
 def test_prepare_resume_keeps_metrics_up_to_the_chosen_checkpoint(tmp_path, caplog):
     from mathreason.methods.common import prepare_resume
     from mathreason.records.telemetry import Telemetry
+    from mathreason.records.wandb_run import WandbRun
 
     for step in (2, 4):
         make_checkpoint(tmp_path / "checkpoints", step)
     (tmp_path / "checkpoints" / "checkpoint-4" / "optimizer.pt").unlink()
     lines = [json.dumps({"step": s, "train/wall_clock_s": float(s)}) for s in range(6)]
     (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n" + '{"step": 6, "train/wall')  # torn
-    ctx = SimpleNamespace(run_dir=tmp_path, resume=True)
+    ctx = SimpleNamespace(run_dir=tmp_path, resume=True, wandb=WandbRun())
     telemetry = Telemetry(tmp_path, "cpu")
     with caplog.at_level(logging.WARNING, logger="mathreason"):
         ckpt = prepare_resume(ctx, telemetry)
@@ -226,7 +227,7 @@ def warnings_of(caplog) -> list[str]:
 
 def test_auto_without_key_is_offline_with_one_info_line(no_wandb_env, caplog, tmp_path):
     """Offline is the normal default without a key: said once, not warned."""
-    from mathreason.records.telemetry import choose_wandb_mode
+    from mathreason.records.wandb_run import choose_wandb_mode
 
     with caplog.at_level(logging.INFO, logger="mathreason"):
         assert choose_wandb_mode("auto", tmp_path) == "offline"
@@ -237,7 +238,7 @@ def test_auto_without_key_is_offline_with_one_info_line(no_wandb_env, caplog, tm
 
 
 def test_online_without_key_or_network_falls_back_with_one_warning(no_wandb_env, monkeypatch, caplog, tmp_path):
-    from mathreason.records.telemetry import choose_wandb_mode
+    from mathreason.records.wandb_run import choose_wandb_mode
 
     with caplog.at_level(logging.WARNING, logger="mathreason"):
         assert choose_wandb_mode("online", tmp_path) == "offline"
@@ -252,7 +253,7 @@ def test_online_without_key_or_network_falls_back_with_one_warning(no_wandb_env,
 
 
 def test_auto_with_key_and_no_network_is_offline_with_one_warning(no_wandb_env, monkeypatch, caplog, tmp_path):
-    from mathreason.records.telemetry import choose_wandb_mode
+    from mathreason.records.wandb_run import choose_wandb_mode
 
     monkeypatch.setenv("WANDB_API_KEY", "fake-key-0123456789abcdef0123456789abcdef01234567")
     with caplog.at_level(logging.WARNING, logger="mathreason"):
@@ -264,7 +265,7 @@ def test_auto_with_key_and_no_network_is_offline_with_one_warning(no_wandb_env, 
 
 
 def test_auto_with_key_and_network_is_online(no_wandb_env, monkeypatch, caplog, tmp_path):
-    from mathreason.records.telemetry import choose_wandb_mode
+    from mathreason.records.wandb_run import choose_wandb_mode
 
     monkeypatch.setenv("WANDB_API_KEY", "fake-key")
     monkeypatch.setenv("WANDB_BASE_URL", "http://wandb.example.org:8080")
@@ -277,11 +278,11 @@ def test_auto_with_key_and_network_is_online(no_wandb_env, monkeypatch, caplog, 
 
 
 def test_netrc_login_and_a_hanging_probe(no_wandb_env, monkeypatch, caplog, tmp_path):
-    import mathreason.records.telemetry as telemetry
+    import mathreason.records.wandb_run as wandb_run
 
     (tmp_path / "netrc").write_text("machine api.wandb.ai\n  login user\n  password secret\n")
     monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
-    monkeypatch.setattr(telemetry, "WANDB_PROBE_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(wandb_run, "WANDB_PROBE_TIMEOUT_S", 0.2)
 
     def hang(address, timeout=None):
         time.sleep(1)
@@ -290,7 +291,7 @@ def test_netrc_login_and_a_hanging_probe(no_wandb_env, monkeypatch, caplog, tmp_
     monkeypatch.setattr("socket.create_connection", hang)
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="mathreason"):
-        assert telemetry.choose_wandb_mode("auto", tmp_path) == "offline"
+        assert wandb_run.choose_wandb_mode("auto", tmp_path) == "offline"
     assert time.monotonic() - started < 2
     (warning,) = warnings_of(caplog)
     assert "no answer within" in warning
@@ -298,7 +299,7 @@ def test_netrc_login_and_a_hanging_probe(no_wandb_env, monkeypatch, caplog, tmp_
 
 @pytest.mark.parametrize("mode", ["offline", "disabled"])
 def test_explicit_mode_is_kept(no_wandb_env, caplog, mode):
-    from mathreason.records.telemetry import choose_wandb_mode
+    from mathreason.records.wandb_run import choose_wandb_mode
 
     assert choose_wandb_mode(mode) == mode
     assert no_wandb_env == [] and warnings_of(caplog) == []
@@ -333,7 +334,8 @@ def test_offline_wandb_resume_continues_one_run(tmp_path, clean_wandb_env):
     dir is left, with the same run id and every step once, in order."""
     import wandb
 
-    from mathreason.records.telemetry import MetricsFile, finish_wandb, init_wandb, replay_wandb_history
+    from mathreason.records.telemetry import MetricsFile
+    from mathreason.records.wandb_run import WandbRun
 
     metrics = MetricsFile(tmp_path)
 
@@ -342,18 +344,20 @@ def test_offline_wandb_resume_continues_one_run(tmp_path, clean_wandb_env):
         metrics.append(record)
         wandb.log({"train/reward": step / 10, "train/global_step": step})
 
-    assert init_wandb(wandb_cfg(), tmp_path, "run", []) == "offline"
+    first = WandbRun.start(wandb_cfg(), tmp_path, "run", [])
+    assert first.mode == "offline"
     for step in range(4):
         log_step(step)
-    finish_wandb()
+    first.finish()
     first_id = (tmp_path / "wandb_id").read_text()
 
-    assert init_wandb(wandb_cfg(), tmp_path, "run", []) == "offline"
+    second = WandbRun.start(wandb_cfg(), tmp_path, "run", [])
+    assert second.mode == "offline"
     kept = metrics.truncate_after(2)  # the resume's checkpoint
-    assert replay_wandb_history(kept) == 3
+    assert second.replay(kept) == 3 and second.replay(kept) == 0  # once
     for step in range(3, 6):
         log_step(step)
-    finish_wandb()
+    second.finish()
 
     assert (tmp_path / "wandb_id").read_text() == first_id
     runs, history, run_records = wandb_history(tmp_path)
@@ -612,3 +616,28 @@ def test_eval_kill_restarts_and_a_finished_pass_is_reused(tmp_path, cache_dir):
     assert "eval@0" not in again.stderr  # no generation
     assert (run_dir / "metrics.jsonl").read_text() == record
     assert state(run_dir)["summary"] == {**summary, "run_dir": summary["run_dir"]}
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_run_like_ctrl_c_and_the_rerun_resumes(tmp_path, cache_dir):
+    """Outside SLURM, SIGTERM (kill, timeout, a container stop) ends a run as Ctrl-C does: one line
+    saying where it stopped and how to resume, run.json `interrupted`, exit 143; the same command
+    again resumes from the last checkpoint and finishes."""
+    args = [*(a for a in GRPO_ARGS if not a.startswith("logger")), "logger=none", f"cache_dir={cache_dir}"]
+    proc = popen_run(args, tmp_path / "run")
+    try:
+        wait_for(lambda: any(complete_checkpoints(d) for d in (tmp_path / "run" / "outputs" / "runs").glob("*")),
+                 600, "a complete checkpoint", proc, every=0.1)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        kill(proc)
+    assert proc.returncode == 143, proc.stderr_file.read_text()[-3000:]
+    run_dir = only_run_dir(tmp_path / "run")
+    line = state(run_dir)["error"]
+    assert state(run_dir)["status"] == "interrupted"
+    assert line.startswith("interrupted at step ") and "run the same command again to resume from checkpoints/" in line
+    assert line in proc.stderr_file.read_text().splitlines()
+    again = run_cli(args, cwd=tmp_path / "run", env=cli_env())
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert state(run_dir)["status"] == "done" and resumed_from((run_dir / "run.log").read_text())

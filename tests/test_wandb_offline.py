@@ -60,7 +60,7 @@ def offline_run(tmp_path_factory, cache_dir):
     root = tmp_path_factory.mktemp("wandb_offline")
     with pytest.MonkeyPatch.context() as mp:
         # No W&B setting from the outer environment: WANDB_DIR and WANDB_MODE in
-        # particular are unset, so only logger.mode / init_wandb decide.
+        # particular are unset, so only logger.mode / WandbRun.start decide.
         for key in list(os.environ):
             if key.startswith("WANDB_") and key not in KEEP_WANDB_ENV:
                 mp.delenv(key)
@@ -98,7 +98,7 @@ def test_offline_wandb_history_matches_metrics_file(offline_run):
     assert run["telemetry"]["feature"].get("offline") is True
     assert _of_type(recs, "exit")[-1].get("exit_code", 0) == 0
 
-    # Run identity as init_wandb sets it.
+    # Run identity as WandbRun.start sets it.
     assert run["run_id"] == (run_dir / "wandb_id").read_text().strip()
     assert run["project"] == "mathreason"
     assert run["run_group"] == "default"  # ${experiment_name}
@@ -148,7 +148,7 @@ def test_offline_wandb_history_matches_metrics_file(offline_run):
     tracked = [h for h in history if "train/reward" in h or "eval/accuracy_strict" in h]
     assert len(tracked) == len([r for r in local if "train/reward" in r or "eval/accuracy_strict" in r])
 
-    # the run's summary reaches W&B too (finish_wandb)
+    # the run's summary reaches W&B too (WandbRun.finish)
     summary = {k: v for s in _of_type(recs, "summary") for k, v in s.get("update", {}).items()}
     run_summary = json.loads((run_dir / "run.json").read_text())["summary"]
     assert summary["final/accuracy_strict"] == pytest.approx(run_summary["final/accuracy_strict"])

@@ -225,7 +225,7 @@ def read_items(run_dir: Path) -> pd.DataFrame:
 
 def load_run(run_dir: Path) -> Run:
     """A finished run; :class:`records.RunDirError` (one line) for a partial one."""
-    state = R.read_state(run_dir)
+    state = R.read_run_record(run_dir)
     if state["status"] != "done":
         raise R.RunDirError(f"{run_dir}: status={state['status']}" + (f" ({state['error']})" if state.get("error") else ""))
     metrics = pd.DataFrame(R.read_metrics(run_dir))

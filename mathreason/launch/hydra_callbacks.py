@@ -79,10 +79,9 @@ def _first_line(err: BaseException) -> str:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    from mathreason.records.files import write_atomic
+
+    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _submitit_stderr() -> str | None:

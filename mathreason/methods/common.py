@@ -25,6 +25,7 @@ from mathreason.records import (
     summary_key,
 )
 from mathreason.records.telemetry import Telemetry, TelemetryMixin
+from mathreason.records.wandb_run import WandbRun
 
 log = logging.getLogger("mathreason")
 
@@ -39,13 +40,13 @@ class RunContext:
     train_rows: list[dict] | None
     eval_rows: list[dict]
     resume: bool
-    wandb_mode: str
+    wandb: WandbRun
     final_split_rows: dict[str, list[dict]] = field(default_factory=dict)  # eval.final_splits' rows
     notes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def report_to(self) -> list[str]:
-        return [] if self.wandb_mode == "disabled" else ["wandb"]
+        return ["wandb"] if self.wandb.enabled else []
 
 
 def with_telemetry(trainer_cls: type) -> type:
@@ -221,15 +222,13 @@ def prepare_resume(ctx: RunContext, telemetry: Telemetry) -> str | None:
     """Resume from the last checkpoint if this run has one: keep the metrics
     logged up to it (later records are work that is redone) and continue the
     counters. Without a checkpoint, start the metrics afresh."""
-    from mathreason.records.telemetry import replay_wandb_history
-
     ckpt = last_checkpoint(ctx) if ctx.resume else None
     step = int(Path(ckpt).name.split("-")[-1]) if ckpt else -1
     kept: list[dict] = []
     if telemetry.metrics.path.exists():
         kept = telemetry.metrics.truncate_after(step)
         telemetry.restore(kept)
-    replay_wandb_history(kept)  # offline W&B resume: the kept steps into the new offline run
+    ctx.wandb.replay(kept)  # offline W&B resume: the kept steps into the new offline run
     if ckpt:
         log.info("resuming from %s (step %d); %d metrics records up to it kept", ckpt, step, len(kept))
     elif ctx.resume:
@@ -410,8 +409,4 @@ def record_effective(ctx: RunContext, values: dict[str, Any]) -> None:
     from mathreason.records.run_dir import write_state
 
     write_state(ctx.run_dir, effective=values)
-    if ctx.wandb_mode != "disabled":
-        import wandb
-
-        if wandb.run is not None:
-            wandb.config.update({"effective": values}, allow_val_change=True)
+    ctx.wandb.update_config({"effective": values})

@@ -29,6 +29,7 @@ from mathreason.methods.common import (
     trl_config,
     with_telemetry,
 )
+from mathreason.records.files import numbered_jsonl, write_atomic
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
 log = logging.getLogger("mathreason")
@@ -106,25 +107,18 @@ def save_pairs(path: Path, pairs: list[dict], stats: dict) -> None:
     """The stats, then the pairs, each written whole or not at all (a re-run
     reuses a round's pairs only when both are there)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path.with_suffix(".stats.json"), json.dumps(stats, indent=2))
-    _write_atomic(path, "".join(json.dumps(p) + "\n" for p in pairs))
+    write_atomic(path.with_suffix(".stats.json"), json.dumps(stats, indent=2))
+    write_atomic(path, "".join(json.dumps(p) + "\n" for p in pairs))
 
 
 def load_pairs(path: str | Path) -> list[dict]:
     """Read a pair file; a bad line stops with file:line."""
     pairs = []
-    with open(path) as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                pair = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path}:{number}: not valid JSON ({err.msg})") from err
-            missing = [f for f in PAIR_FIELDS if f not in pair]
-            if missing:
-                raise UserError(f"{path}:{number}: missing field(s) {', '.join(missing)} (expected: {', '.join(PAIR_FIELDS)})")
-            pairs.append(pair)
+    for number, pair in numbered_jsonl(path, error=UserError):
+        missing = [f for f in PAIR_FIELDS if f not in pair]
+        if missing:
+            raise UserError(f"{path}:{number}: missing field(s) {', '.join(missing)} (expected: {', '.join(PAIR_FIELDS)})")
+        pairs.append(pair)
     if not pairs:
         raise UserError(f"dpo.pairs_path: {path} holds no pairs")
     return pairs
@@ -159,12 +153,6 @@ ROUND_DONE = "done.json"
 def round_dir(ctx: RunContext, round_no: int) -> Path:
     """A round's DPOTrainer output dir (its checkpoints) and its completion record."""
     return ctx.run_dir / "checkpoints" / f"round_{round_no}"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _save_rng(path: Path) -> None:
@@ -291,7 +279,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
 
     from mathreason.methods.common import find_checkpoint
     from mathreason.models.load import load_model_and_tokenizer
-    from mathreason.records.telemetry import Telemetry, replay_wandb_history
+    from mathreason.records.telemetry import Telemetry
 
     cfg = ctx.cfg
     rounds = int(cfg.dpo.rounds)
@@ -320,7 +308,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     keep = telemetry.step_offset + ckpt_step if (done or checkpoint) else -1
     kept = telemetry.metrics.truncate_after(keep) if telemetry.metrics.path.exists() else []
     telemetry.restore(kept)
-    replay_wandb_history(kept)
+    ctx.wandb.replay(kept)
     if ctx.resume:
         where = f"from {checkpoint} (step {ckpt_step} of round {first})" if checkpoint else f"at the start of round {first}"
         log.info("dpo resume: %d of %d rounds complete, resuming %s%s; %d metrics records kept",
@@ -408,6 +396,6 @@ def _finish_round(ctx: RunContext, trainer, round_no: int, sampled: int, telemet
         "model": str(model_dir.relative_to(ctx.run_dir)),
         "train_totals": telemetry.train_totals,
     }
-    _write_atomic(out / ROUND_DONE, json.dumps(record, indent=2, default=str))
+    write_atomic(out / ROUND_DONE, json.dumps(record, indent=2, default=str))
     if round_no > 1:
         shutil.rmtree(round_dir(ctx, round_no - 1) / "model", ignore_errors=True)

@@ -35,20 +35,20 @@ def finished_record(ctx: RunContext) -> dict | None:
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
-    from mathreason.records.telemetry import MemoryMeter, MetricsFile, Telemetry, replay_wandb_history, wandb_key_names
+    from mathreason.records.telemetry import MemoryMeter, MetricsFile, Telemetry, wandb_key_names
 
     cfg = ctx.cfg
     telemetry = Telemetry(ctx.run_dir, ctx.device)
     done = finished_record(ctx) if ctx.resume else None
     if done is not None:
         log.info("eval resume: the evaluation finished before the interruption; reusing its results")
-        replay_wandb_history([done], raw=True)  # offline W&B resume: the record into the new offline run
+        ctx.wandb.replay([done], raw=True)  # offline W&B resume: the record into the new offline run
         return summarize(ctx)
     if telemetry.metrics.path.exists():
         if ctx.resume:
             log.info("eval resume: the interrupted evaluation starts over")
         telemetry.metrics.path.unlink()
-    replay_wandb_history([])  # nothing kept
+    ctx.wandb.replay([])  # nothing kept
     from mathreason.models.load import load_model_and_tokenizer
     from mathreason.scoring.evaluation import evaluate
 
@@ -58,8 +58,5 @@ def run(ctx: RunContext) -> dict[str, Any]:
     metrics.update(MemoryMeter(ctx.device).sample(), wall_clock_s=telemetry.wall_clock())
     record = {"step": 0, **wandb_key_names(metrics)}
     MetricsFile(ctx.run_dir).append(record)
-    if ctx.wandb_mode != "disabled":
-        import wandb
-
-        wandb.log(record)
+    ctx.wandb.log(record)
     return summarize(ctx)

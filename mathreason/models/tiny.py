@@ -394,7 +394,6 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.model.get("tiny") is None:
             raise UserError(f"model={cfg.model.name}: not the tiny model; nothing to build")
         from mathreason.console import TqdmHandler, quiet_libraries
-        from mathreason.models.load import model_source
 
         handler = TqdmHandler()  # the build's phase lines and one progress bar, as in a run
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -402,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("mathreason").setLevel(logging.INFO)
         quiet_libraries()  # no per-operation dataset bars
 
-        print(model_source(cfg.model, cfg.cache_dir))  # builds with limit_torch_threads(): every core
+        print(ensure_tiny_model(cfg.model.tiny, Path(cfg.cache_dir) / "tiny"))  # with every core (limit_torch_threads)
     except (UserError, HydraException, OmegaConfBaseException) as err:
         fail(err)
     return 0

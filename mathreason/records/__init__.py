@@ -16,7 +16,7 @@ A run dir::
     checkpoints/completions/completions_XXXXX.parquet  GRPO's rollouts per logged step (TRL)
     wandb_id, run.lock, run.log, checkpoints/, final/, wandb/
 
-:func:`read_state`, :func:`read_metrics` and :func:`read_eval` check what a
+:func:`read_run_record`, :func:`read_metrics` and :func:`read_eval` check what a
 reader needs and raise :class:`RunDirError`, one line naming the missing file
 or key, for an old or partial run dir.
 """
@@ -173,18 +173,12 @@ class RunDirError(UserError):
 
 
 def _lines(path: Path) -> list[dict]:
-    lines = [(n, line) for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1) if line.strip()]
-    out = []
-    for number, line in lines:
-        try:
-            out.append(json.loads(line))
-        except ValueError:  # a last line cut off mid-write is dropped; any other is an error
-            if number != lines[-1][0]:
-                raise RunDirError(f"{path}:{number}: not a JSON record") from None
-    return out
+    from mathreason.records.files import read_jsonl
+
+    return read_jsonl(path, torn_tail_ok=True, error=RunDirError)
 
 
-def read_state(run_dir: str | Path) -> dict:
+def read_run_record(run_dir: str | Path) -> dict:
     """run.json, checked for ``status``, ``method`` and ``config.seed`` (a done run)."""
     path = Path(run_dir) / STATE_FILE
     if not path.is_file():

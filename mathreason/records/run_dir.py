@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mathreason.errors import UserError
 from mathreason.records import LOCK_FILE, LOG_FILE, NEUTRAL_KEYS, STATE_FILE
+from mathreason.records.files import write_atomic
 
 # What a run dir may hold before a run claims it: a run's files, or Hydra's
 # bookkeeping left by a run that failed before it wrote run.json.
@@ -68,9 +69,7 @@ def write_state(run_dir: Path, **fields: Any) -> dict:
     path = Path(run_dir) / STATE_FILE
     state = read_state(run_dir) or {}
     state.update(fields, updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2, default=str))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(state, indent=2, default=str))
     return state
 
 
