@@ -221,7 +221,10 @@ def interrupted_line(run_dir: Path) -> str:
     except (OSError, ValueError):
         logged = []
     step = logged[-1].get("step", 0) if logged else 0
-    ckpts = sorted(run_dir.glob("checkpoints/**/checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    from mathreason.records.checkpoints import CHECKPOINT, checkpoint_step
+
+    ckpts = sorted((p for p in run_dir.glob("checkpoints/**/checkpoint-*") if CHECKPOINT.fullmatch(p.name)),
+                   key=checkpoint_step)
     again = "run the same command again to "
     if ckpts:
         again += f"resume from {ckpts[-1].relative_to(run_dir)}"

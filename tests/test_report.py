@@ -17,8 +17,9 @@ from mathreason import records
 from mathreason.analysis import report as analysis
 from mathreason.analysis.runs import group_arms, items_frame, load_runs, rewarded_false_equation
 from mathreason.report import main
+from mathreason.scoring.rewards import REWARD_FUNCS
 
-COMPONENTS = records.REWARD_NAMES
+COMPONENTS = tuple(REWARD_FUNCS)
 N_ITEMS = 40
 
 

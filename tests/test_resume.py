@@ -79,7 +79,7 @@ DAMAGE = {
 
 @pytest.mark.parametrize("what", sorted(DAMAGE))
 def test_damaged_newest_checkpoint_falls_back_with_one_warning(tmp_path, caplog, what):
-    from mathreason.methods.common import checkpoint_problems, find_checkpoint
+    from mathreason.records.checkpoints import checkpoint_problems, find_checkpoint
 
     for step in (2, 4, 6):
         make_checkpoint(tmp_path, step)
@@ -96,7 +96,7 @@ def test_damaged_newest_checkpoint_falls_back_with_one_warning(tmp_path, caplog,
 
 
 def test_lora_checkpoint_needs_its_adapter(tmp_path, caplog):
-    from mathreason.methods.common import checkpoint_problems, find_checkpoint
+    from mathreason.records.checkpoints import checkpoint_problems, find_checkpoint
 
     make_checkpoint(tmp_path, 1, lora=True)
     newest = make_checkpoint(tmp_path, 2, lora=True)
@@ -109,7 +109,7 @@ def test_lora_checkpoint_needs_its_adapter(tmp_path, caplog):
 
 
 def test_several_damaged_checkpoints_one_line_each(tmp_path, caplog):
-    from mathreason.methods.common import find_checkpoint
+    from mathreason.records.checkpoints import find_checkpoint
 
     for step in (1, 2, 3):
         make_checkpoint(tmp_path, step)

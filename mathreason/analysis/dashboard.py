@@ -19,9 +19,10 @@ from typing import Any
 from mathreason import records as R
 from mathreason.cli import fail
 from mathreason.errors import UserError
+from mathreason.scoring.rewards import REWARD_FUNCS
 
 STEP_AXIS = R.STEP_AXIS  # transformers' WandbCallback logs every record against it
-REWARD_COMPONENTS = R.REWARD_NAMES
+REWARD_COMPONENTS = tuple(REWARD_FUNCS)  # the reward registry (scoring/rewards.py), built-ins first
 GROUP_BY = ("method", "group_size")
 
 _X_TITLES = {STEP_AXIS: "step", R.ROLLOUTS: "cumulative rollouts", R.WALL: "wall-clock (s)"}

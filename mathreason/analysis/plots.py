@@ -12,6 +12,7 @@ import pandas as pd
 
 from mathreason import records as R
 from mathreason.analysis.runs import Arm
+from mathreason.scoring.rewards import REWARD_FUNCS
 
 
 def _plt():
@@ -125,7 +126,7 @@ def _metric_grid(arms: list[Arm], keys: list[tuple[str, str]], title: str, path:
 def plot_rewards(arms: list[Arm], out: Path) -> Path | None:
     train = [a for a in arms if a.kind != R.BASELINE]
     found = {k for a in train for r in a.runs for k in r.metrics.columns}
-    names = [n for n in R.REWARD_NAMES if R.reward_key(n) in found]
+    names = [n for n in REWARD_FUNCS if R.reward_key(n) in found]  # the registry's order, plugins after
     names += sorted({k.split("/")[2] for k in found if k.startswith("train/rewards/") and k.endswith("/mean")} - set(names))
     if not names:
         return None

@@ -24,6 +24,7 @@ from mathreason.records import (
     WALL,
     summary_key,
 )
+from mathreason.records.checkpoints import checkpoint_step, find_checkpoint
 from mathreason.records.telemetry import Telemetry, TelemetryMixin
 from mathreason.records.wandb_run import WandbRun
 
@@ -86,131 +87,6 @@ def common_training_args(ctx: RunContext, section: DictConfig, skip: tuple[str, 
     return args
 
 
-# Files a Trainer checkpoint needs to resume exactly (transformers writes
-# trainer_state.json last, so a kill during the save leaves it missing).
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
-
-
-def _intact(path: Path) -> str | None:
-    """None when ``path`` looks whole, else why not. Cheap: safetensors files
-    are checked against their header's sizes, torch files (zip archives) for
-    their end record; neither is loaded."""
-    import json
-    import zipfile
-
-    try:
-        size = path.stat().st_size
-        if size == 0:
-            return f"{path.name} empty"
-        if path.suffix == ".safetensors":
-            with path.open("rb") as fh:
-                n = int.from_bytes(fh.read(8), "little")
-                header = json.loads(fh.read(n)) if 0 < n < size else None
-            if not isinstance(header, dict):
-                return f"{path.name} damaged"
-            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-            return None if size == 8 + n + end else f"{path.name} truncated"
-        if path.suffix in (".pt", ".pth", ".bin") and not zipfile.is_zipfile(path):
-            return f"{path.name} truncated"
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return f"{path.name} unreadable"
-    return None
-
-
-def weights_problem(ckpt: Path) -> str | None:
-    import json
-
-    lora = (ckpt / "adapter_config.json").exists()
-    names = ADAPTER_FILES if lora else WEIGHT_FILES
-    for name in names:
-        index = ckpt / f"{name}.index.json"  # sharded weights
-        if index.exists():
-            try:
-                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            except (OSError, ValueError, KeyError, AttributeError):
-                return f"{index.name} unreadable"
-            for shard in shards:
-                if not (ckpt / shard).exists():
-                    return f"weight shard {shard} missing"
-                if problem := _intact(ckpt / shard):
-                    return problem
-            return None
-        if (ckpt / name).exists():
-            return _intact(ckpt / name)
-    return f"{' / '.join(names)} missing" if lora else f"model weights ({' / '.join(names)}) missing"
-
-
-def checkpoint_problems(ckpt: Path) -> list[str]:
-    """What keeps Trainer checkpoint ``ckpt`` from an exact resume: missing or
-    damaged model (or adapter) weights, optimizer, scheduler or RNG state,
-    a missing ``trainer_state.json``, any JSON file that does not parse.
-    Empty for a complete checkpoint."""
-    import json
-
-    ckpt = Path(ckpt)
-    problems = []
-    if not (ckpt / "trainer_state.json").exists():
-        problems.append("trainer_state.json missing")
-    for path in sorted(ckpt.glob("*.json")):
-        try:
-            json.loads(path.read_text())
-        except (OSError, ValueError):
-            problems.append(f"{path.name} unreadable")
-    if problem := weights_problem(ckpt):
-        problems.append(problem)
-    deepspeed = any(p.is_dir() for p in ckpt.glob("global_step*"))  # DeepSpeed keeps the optimizer there
-    for name, what in (("optimizer", "optimizer"), ("scheduler", "scheduler")):
-        files = [ckpt / f"{name}.pt", ckpt / f"{name}.bin"]
-        found = [f for f in files if f.exists()]
-        if found:
-            if problem := _intact(found[0]):
-                problems.append(problem)
-        elif not (deepspeed and name == "optimizer"):
-            problems.append(f"{name}.pt missing ({what} state)")
-    rng = sorted(ckpt.glob("rng_state*.pth"))
-    if not rng:
-        problems.append("rng_state.pth missing")
-    problems += [p for p in map(_intact, rng) if p]
-    return problems
-
-
-def _move_aside(ckpt: Path) -> Path:
-    """``checkpoints/checkpoint-N`` -> ``checkpoints/damaged-checkpoint-N`` (a
-    name the Trainer's checkpoint rotation and our search both ignore)."""
-    target = ckpt.with_name(f"damaged-{ckpt.name}")
-    n = 1
-    while target.exists():
-        n += 1
-        target = ckpt.with_name(f"damaged-{ckpt.name}.{n}")
-    ckpt.rename(target)
-    return target
-
-
-def find_checkpoint(ckpt_dir: Path) -> Path | None:
-    """The newest complete ``checkpoint-N`` in ``ckpt_dir``. Newer ones that
-    are incomplete or damaged (a kill during the save, a lost file) are moved
-    aside to ``damaged-checkpoint-N`` with one warning line each, naming what
-    is missing, and the search falls back to the one before."""
-    import re
-
-    ckpt_dir = Path(ckpt_dir)
-    if not ckpt_dir.is_dir():
-        return None
-    found = sorted(
-        ((int(m[1]), p) for p in ckpt_dir.iterdir() if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name))),
-        reverse=True,
-    )
-    for _step, path in found:
-        problems = checkpoint_problems(path)
-        if not problems:
-            return path
-        moved = _move_aside(path)
-        log.warning("checkpoint %s is incomplete (%s); skipped and moved to %s, falling back to the one before",
-                    path, ", ".join(problems), moved.name)
-    return None
-
-
 def last_checkpoint(ctx: RunContext) -> str | None:
     """The newest complete ``checkpoints/checkpoint-N`` of this run (see
     :func:`find_checkpoint`)."""
@@ -223,7 +99,7 @@ def prepare_resume(ctx: RunContext, telemetry: Telemetry) -> str | None:
     logged up to it (later records are work that is redone) and continue the
     counters. Without a checkpoint, start the metrics afresh."""
     ckpt = last_checkpoint(ctx) if ctx.resume else None
-    step = int(Path(ckpt).name.split("-")[-1]) if ckpt else -1
+    step = checkpoint_step(ckpt) if ckpt else -1
     kept: list[dict] = []
     if telemetry.metrics.path.exists():
         kept = telemetry.metrics.truncate_after(step)

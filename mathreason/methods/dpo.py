@@ -196,7 +196,7 @@ def completed_rounds(ctx: RunContext) -> list[dict]:
     finished (a prefix: round 1, 2, …), the last one with its trained model
     intact. When that model is lost or damaged, the rounds after round 1's
     mining are set aside (one warning) and the run starts over at round 1."""
-    from mathreason.methods.common import weights_problem
+    from mathreason.records.checkpoints import weights_problem
 
     done = []
     for round_no in range(1, int(ctx.cfg.dpo.rounds) + 1):
@@ -277,8 +277,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from mathreason.methods.common import find_checkpoint
     from mathreason.models.load import load_model_and_tokenizer
+    from mathreason.records.checkpoints import checkpoint_step, find_checkpoint
     from mathreason.records.telemetry import Telemetry
 
     cfg = ctx.cfg
@@ -304,7 +304,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     checkpoint = find_checkpoint(round_dir(ctx, first)) if reused else None
     if ctx.resume and first <= rounds and not reused and round_dir(ctx, first).is_dir():
         _set_aside_rounds(ctx, first)  # checkpoints without their pairs: not resumable
-    ckpt_step = int(checkpoint.name.split("-")[-1]) if checkpoint else 0
+    ckpt_step = checkpoint_step(checkpoint) if checkpoint else 0
     keep = telemetry.step_offset + ckpt_step if (done or checkpoint) else -1
     kept = telemetry.metrics.truncate_after(keep) if telemetry.metrics.path.exists() else []
     telemetry.restore(kept)

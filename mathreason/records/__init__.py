@@ -95,7 +95,6 @@ def summary_key(tag: str, metric: str) -> str:
 ROLLOUTS_PER_STEP = "train/geometry/rollouts_per_step"
 ZERO_SIGNAL = "train/frac_reward_zero_std"  # TRL: the fraction of groups whose rewards are all equal
 GROUP_SIZE = "train/geometry/group_size"
-REWARD_NAMES = ("correctness", "strict_format", "soft_format", "integer", "xmlcount")  # plot order
 DPO_KEYS = ("train/rewards/margins", "train/rewards/accuracies", "train/rewards/chosen", "train/rewards/rejected")
 # Peak memory, in order of preference: CPU RSS, GPU reserved/allocated, then per-interval values.
 OVERALL_PEAK_KEYS = tuple(f"train/memory/overall_peak_{m}_mb" for m in ("rss", "reserved", "allocated"))
