@@ -73,3 +73,19 @@ requires_slurm = pytest.mark.skipif(
     not slurm_running(), reason="no SLURM cluster answering (start one: bash scripts/slurm-cluster.sh start)"
 )
 requires_gpu = pytest.mark.skipif(not cuda_available(), reason="needs a CUDA GPU")
+
+
+def sft_needs_triton() -> bool:
+    """TRL 1.15's SFTTrainer always computes its loss with a fused LM head, a Triton kernel it
+    imports only where Triton is (not with a CPU build of torch): without it the first step fails
+    ('NoneType' object has no attribute 'apply'). The unsloth extra pins TRL 1.15; GPU machines,
+    where that extra runs, have Triton. TRL 1.16 has a fallback."""
+    try:
+        from trl.trainer import utils
+    except ImportError:
+        return False
+    return getattr(utils, "_ChunkedLogProbFunction", "present") is None
+
+
+requires_sft_trainer = pytest.mark.skipif(
+    sft_needs_triton(), reason="this TRL's SFTTrainer needs Triton (TRL 1.15 without a CUDA build of torch)")

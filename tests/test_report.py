@@ -216,7 +216,7 @@ def test_step0_baseline_reward_split_and_other_keys(tmp_path):
                  extra_config={"grpo": {"beta": 0.0, "learning_rate": 1e-6}})
     runs, skipped = load_runs([tmp_path])
     arms = group_arms(runs)
-    table, _ = analysis.summarize(arms, items_frame(arms), n_resamples=200)
+    table, _ = analysis.arm_table(arms, items_frame(arms), n_resamples=200)
     labels = {a.label: a for a in arms}
     assert set(labels) == {"baseline (step 0)", "grpo G=16 (correctness)", "grpo G=16 (seed; no grpo.learning_rate)",
                            "grpo G=16 (seed; grpo.learning_rate=1e-06)"} and skipped == []

@@ -9,10 +9,11 @@ import subprocess
 import sys
 
 import torch
-from helpers import ROOT, compose
+from helpers import ROOT, compose, requires_sft_trainer
 from safetensors.torch import load_file
 
 
+@requires_sft_trainer
 def test_sft_control_trains_the_warm_start_on_the_run_prompts(tmp_path, cache_dir):
     from mathreason.models.tiny import ensure_tiny_model
 

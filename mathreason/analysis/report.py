@@ -66,7 +66,7 @@ def _curve(arm: Arm, items: pd.DataFrame, frac: float, opts: dict) -> None:
         s["reach"] = reach
 
 
-def summarize(arms: list[Arm], items: pd.DataFrame, frac: float = 0.9, **opts) -> tuple[pd.DataFrame, pd.DataFrame]:
+def arm_table(arms: list[Arm], items: pd.DataFrame, frac: float = 0.9, **opts) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fill ``arm.stats``; returns (per-arm table, paired comparisons)."""
     baseline = {a.model_data: a for a in arms if a.kind == R.BASELINE}
     finals: dict[str, pd.DataFrame] = {}
@@ -311,7 +311,7 @@ def build_report(paths: list[Path], out: Path, frac: float = 0.9, n_resamples: i
     runs, skipped = load_runs(paths, warn=warn)
     arms = group_arms(runs, warn=warn)
     items = items_frame(arms)
-    table, comparisons = summarize(arms, items, frac, **opts)
+    table, comparisons = arm_table(arms, items, frac, **opts)
     ratios = group_size_ratios(arms, items, table, **opts)
     out.mkdir(parents=True, exist_ok=True)
     files = [out / n for n in ("results.md", "results.csv", "comparisons.csv", "runs.csv", "items.csv.gz")]

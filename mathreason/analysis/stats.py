@@ -88,7 +88,7 @@ def bootstrap(arrays: Sequence[np.ndarray], statistic: Callable, n_resamples: in
         if n_items == 1 or all(np.ptp(x) == 0 for x in data):  # nothing to resample
             replicates = np.full(n_resamples, point)
         else:
-            with warnings.catch_warnings():  # NaN replicates (an undefined ratio) are handled in summarize()
+            with warnings.catch_warnings():  # NaN replicates (an undefined ratio) are handled in estimate()
                 warnings.simplefilter("ignore", scipy.stats.DegenerateDataWarning)
                 res = scipy.stats.bootstrap(
                     data, lambda *xs, axis=-1: statistic(*[x.mean(axis=axis) for x in xs]), paired=True,
@@ -96,10 +96,10 @@ def bootstrap(arrays: Sequence[np.ndarray], statistic: Callable, n_resamples: in
             replicates = res.bootstrap_distribution
     else:
         point, replicates = crossed_bootstrap(arrays, statistic, n_resamples, seed)
-    return summarize(float(point), replicates, level, n_seeds, n_items)
+    return estimate(float(point), replicates, level, n_seeds, n_items)
 
 
-def summarize(point: float, replicates: np.ndarray, level: float = LEVEL, n_seeds: int = 0,
+def estimate(point: float, replicates: np.ndarray, level: float = LEVEL, n_seeds: int = 0,
               n_items: int = 0) -> Estimate:
     """Percentile CI and bootstrap p-value from replicates (NaN replicates are
     undefined values: a CI end they could fall beyond is reported as NaN)."""
@@ -179,7 +179,7 @@ def curve_bootstrap(tensor: np.ndarray, x: np.ndarray, frac: float, n_resamples:
     point, reps = crossed_bootstrap([tensor], lambda m: m, n_resamples, seed)
     alpha = (1 - level) / 2
     low, high = np.quantile(reps, [alpha, 1 - alpha], axis=0)
-    reach = summarize(float(rollouts_to_frac(point, x, frac)), rollouts_to_frac(reps, x, frac), level,
+    reach = estimate(float(rollouts_to_frac(point, x, frac)), rollouts_to_frac(reps, x, frac), level,
                       tensor.shape[0], tensor.shape[-1])
     return point, low, high, Estimate(reach.mean, reach.ci_low, reach.ci_high, math.nan, reach.n_seeds,
                                       reach.n_items)

@@ -1,7 +1,6 @@
 """The methods, by the name ``method=`` selects: each is ``run(ctx) -> summary``.
 Their modules import TRL and torch only inside ``run``."""
 
-from mathreason.methods import dpo, grpo, sft
-from mathreason.methods import eval as evaluate_only
+from mathreason.methods import dpo, evaluate_only, grpo, sft
 
 METHODS = {"grpo": grpo.run, "dpo": dpo.run, "sft": sft.run, "eval": evaluate_only.run}

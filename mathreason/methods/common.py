@@ -190,7 +190,7 @@ def make_eval_callback(trainer, ctx: RunContext):
     return EvalDuringTraining()
 
 
-def summarize(ctx: RunContext, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_summary(ctx: RunContext, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run's summary from its own metrics file: baseline and final eval
     (an eval-only run has one eval: ``final`` only), the paired change between
     them with its CI (:func:`eval_change`), wall-clock, peak memory, rollouts."""

@@ -24,7 +24,7 @@ from mathreason.errors import UserError
 from mathreason.methods.common import (
     RunContext,
     common_training_args,
-    summarize,
+    run_summary,
     train_with_evals,
     trl_config,
     with_telemetry,
@@ -360,7 +360,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     if mined:
         extra["dpo/mean_yield"] = sum(s["yield"] for s in mined) / len(mined)
     extra["dpo/steps_per_round"] = math.ceil(telemetry.step_offset / max(1, len(all_stats)))
-    return summarize(ctx, {**extra, **telemetry.train_totals})
+    return run_summary(ctx, {**extra, **telemetry.train_totals})
 
 
 def frozen_reference(model, peft_config):

@@ -16,7 +16,7 @@ from mathreason.methods.common import (
     common_training_args,
     prepare_resume,
     record_effective,
-    summarize,
+    run_summary,
     train_with_evals,
     trl_config,
     with_telemetry,
@@ -80,4 +80,4 @@ def run(ctx: RunContext) -> dict[str, Any]:
                       f"({geo.prompts_per_step} prompts x G={geo.group_size}), lr {geo.learning_rate:g}")
     train_with_evals(trainer, ctx, checkpoint)
     trainer.save_model(str(ctx.run_dir / "final"))
-    return summarize(ctx, {**{f"geometry/{k}": v for k, v in geo.__dict__.items()}, **telemetry.train_totals})
+    return run_summary(ctx, {**{f"geometry/{k}": v for k, v in geo.__dict__.items()}, **telemetry.train_totals})

@@ -18,7 +18,7 @@ from mathreason.methods.common import (
     RunContext,
     common_training_args,
     prepare_resume,
-    summarize,
+    run_summary,
     train_with_evals,
     trl_config,
     with_telemetry,
@@ -64,4 +64,4 @@ def run(ctx: RunContext) -> dict[str, Any]:
                       f"lr {args.learning_rate:g}")
     train_with_evals(trainer, ctx, checkpoint)
     trainer.save_model(str(ctx.run_dir / "final"))
-    return summarize(ctx, {"examples_per_step": args.per_device_train_batch_size, **telemetry.train_totals})
+    return run_summary(ctx, {"examples_per_step": args.per_device_train_batch_size, **telemetry.train_totals})

