@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import run_cli
+from helpers import requires_sft_trainer, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -189,6 +189,7 @@ def test_dpo_mines_pairs_and_trains(tmp_path, cache_dir):
     assert json.loads((reused / "pairs" / "round_1.stats.json").read_text())["samples"] == 0
 
 
+@requires_sft_trainer
 def test_sft_control_learns_the_gold_solutions_of_the_training_prompts(tmp_path, cache_dir):
     """method=sft: as many steps as examples / batch x epochs, evals before, between and after,
     the paired change, a saved model; and the same run's chains stay held out."""
