@@ -39,6 +39,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
 
     cfg = ctx.cfg
     telemetry = Telemetry(ctx.run_dir, ctx.device)
+    if ctx.resume:
+        telemetry.metrics.repair()  # the resuming run removes a torn last line (readers only leave it out)
     done = finished_record(ctx) if ctx.resume else None
     if done is not None:
         log.info("eval resume: the evaluation finished before the interruption; reusing its results")
