@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mathreason.records import STEP_AXIS, WANDB_ID_FILE
-from mathreason.records import arm_tag as run_arm_tag
+from mathreason.records import STEP_AXIS, WANDB_ID_FILE, arm_tag
 from mathreason.records.secrets import scrub_secrets
 
 log = logging.getLogger("mathreason")
@@ -64,7 +63,7 @@ class WandbRun:
             group=log_cfg.group,
             job_type=cfg.method,
             name=run_name,
-            tags=[*config["logger"]["tags"], cfg.method, cfg.model.name, cfg.data.name, arm_tag(cfg)],
+            tags=[*config["logger"]["tags"], cfg.method, cfg.model.name, cfg.data.name, config_arm_tag(cfg)],
             config={**config, "overrides": overrides},
             dir=str(run_dir),
             id=run_id,
@@ -200,10 +199,10 @@ def logged_in() -> bool:
         return False
 
 
-def arm_tag(cfg: Any) -> str:
-    """``g2``/``g16`` for GRPO, ``k4`` (samples per question) for DPO."""
+def config_arm_tag(cfg: Any) -> str:
+    """records.arm_tag of a composed config: ``g2``/``g16`` for GRPO, ``k4`` (samples per question) for DPO."""
     if cfg.method == "grpo":
-        return run_arm_tag("grpo", cfg.group_size)
+        return arm_tag("grpo", cfg.group_size)
     if cfg.method == "dpo":
-        return run_arm_tag("dpo", samples_per_question=cfg.dpo.mining.samples_per_question)
-    return run_arm_tag(cfg.method)
+        return arm_tag("dpo", samples_per_question=cfg.dpo.mining.samples_per_question)
+    return arm_tag(cfg.method)
