@@ -119,8 +119,7 @@ class Run:
         return rewarded_false_equation(self.path)
 
     def summary(self) -> dict[str, Any]:
-        mem = next(((k, self.metrics[k].max()) for k in R.MEMORY_KEYS
-                    if k in self.metrics and self.metrics[k].notna().any()), (None, np.nan))
+        mem = R.peak_memory(self.metrics.to_dict("records"))
         ev = self.evals
         wall = self.last(R.WALL)
         if np.isnan(wall) and "finished" in self.state and "started" in self.state:

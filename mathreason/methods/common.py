@@ -22,6 +22,7 @@ from mathreason.records import (
     STRICT,
     TOKENS,
     WALL,
+    peak_memory,
     summary_key,
 )
 from mathreason.records.checkpoints import checkpoint_step, find_checkpoint
@@ -215,9 +216,9 @@ def run_summary(ctx: RunContext, extra: dict[str, Any] | None = None) -> dict[st
         values = [r[key] for r in records if key in r]
         if values:
             summary[key.split("/", 1)[1]] = values[-1]
-    peaks = [v for r in records for k, v in r.items() if "overall_peak" in k]
-    if peaks:
-        summary["peak_memory_mb"] = max(peaks)
+    key, peak = peak_memory(records)
+    if key is not None:
+        summary["peak_memory_mb"] = peak
     summary.update(extra or {})
     return summary
 

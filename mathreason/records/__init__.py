@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,21 @@ DPO_KEYS = ("train/rewards/margins", "train/rewards/accuracies", "train/rewards/
 # Peak memory, in order of preference: CPU RSS, GPU reserved/allocated, then per-interval values.
 OVERALL_PEAK_KEYS = tuple(f"train/memory/overall_peak_{m}_mb" for m in ("rss", "reserved", "allocated"))
 INTERVAL_PEAK_KEYS = tuple(f"train/memory/peak_{m}_mb" for m in ("rss", "reserved", "allocated"))
-MEMORY_KEYS = OVERALL_PEAK_KEYS + INTERVAL_PEAK_KEYS + ("train/memory/rss_mb",)
+# a run's peak memory, by preference: GPU memory reserved (what the GPU-vs-GPU comparisons of the
+# studies mean), else allocated, else the process's RSS (CPU runs), overall peaks before interval ones
+MEMORY_KEYS = tuple(f"train/memory/{kind}_{m}_mb" for kind in ("overall_peak", "peak")
+                    for m in ("reserved", "allocated", "rss")) + ("train/memory/rss_mb",)
+
+
+def peak_memory(records: Iterable[Mapping[str, Any]]) -> tuple[str | None, float]:
+    """(key, peak MB) of a run's metrics records: the first of MEMORY_KEYS that was logged, its
+    maximum; (None, nan) when none was. run.json's summary and the report both use it."""
+    rows = list(records)
+    for key in MEMORY_KEYS:
+        values = [float(r[key]) for r in rows if r.get(key) is not None and r[key] == r[key]]
+        if values:
+            return key, max(values)
+    return None, float("nan")
 
 
 def reward_key(name: str) -> str:
