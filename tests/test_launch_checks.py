@@ -186,3 +186,20 @@ def test_install_gpu_builds_the_command_for_the_drivers_cuda(cuda, index, vllm):
     assert "torch>=2.6,<2.15" in torch_line
     assert ("--index-url https://download.pytorch.org/whl/cu12" in torch_line) == index
     assert extras_line.endswith('-e ".[dev,unsloth,vllm]"' if vllm else '-e ".[dev,unsloth]"')
+
+
+def test_facts_for_the_launch_checks_do_not_make_a_run_dir_another_run(tmp_path):
+    """model.size_b, model.recipe.rollouts_per_s and data.train_size change no run: a run dir written
+    before they existed (or with other values) is still the same run, so a long sweep resumes across them."""
+    import json
+
+    from mathreason.records.run_dir import check_reuse, comparable_config
+
+    cfg = typed(["model=qwen2.5-3b-instruct"])
+    stored = comparable_config(cfg)
+    assert "size_b" not in stored["model"] and "rollouts_per_s" not in stored["model"]["recipe"]
+    (tmp_path / "run.json").write_text(json.dumps({"status": "done", "method": "grpo", "config": stored}))
+    assert check_reuse(tmp_path, typed(["model=qwen2.5-3b-instruct", "model.recipe.rollouts_per_s=9.0"])) == "done"
+    assert check_reuse(tmp_path, typed(["model=qwen2.5-3b-instruct", "model.size_b=3.2"])) == "done"
+    with pytest.raises(UserError, match=r"config differs in: grpo.learning_rate, model.recipe.grpo_lr\)"):
+        check_reuse(tmp_path, typed(["model=qwen2.5-3b-instruct", "model.recipe.grpo_lr=1.0e-5"]))

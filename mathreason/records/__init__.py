@@ -150,6 +150,9 @@ def item_id(question: str) -> str:
 # ---------------------------------------------------------------- config keys and arms
 # Keys that may change between a run and its resumption without changing results.
 NEUTRAL_KEYS = ("logger", "cache_dir", "threads", "experiment_name", "device")
+# Facts the launch checks read (a model's size, its planning throughput, a data set's size): they
+# change no run, so a run dir made before they existed, or with other values, is still the same run.
+NEUTRAL_NESTED_KEYS = ("model.size_b", "model.recipe.rollouts_per_s", "data.train_size")
 # ... and those that never put two runs into different arms (seeds are samples of one arm).
 # The tiny model's seeds (init, warm-start data, SFT order) draw a warm start: a random factor like the seed.
 WARM_START_SEED_KEYS = ("model.tiny.init_seed", "model.tiny.warm_start.seed")

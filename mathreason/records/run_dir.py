@@ -28,7 +28,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mathreason.errors import UserError
-from mathreason.records import LOCK_FILE, LOG_FILE, NEUTRAL_KEYS, STATE_FILE
+from mathreason.records import LOCK_FILE, LOG_FILE, NEUTRAL_KEYS, NEUTRAL_NESTED_KEYS, STATE_FILE
 from mathreason.records.files import write_atomic
 
 # What a run dir may hold before a run claims it: a run's files, or Hydra's
@@ -48,7 +48,15 @@ def slug(override_dirname: str) -> str:
 
 def comparable_config(cfg: DictConfig) -> dict:
     keep = [k for k in cfg.keys() if k != "hydra" and k not in NEUTRAL_KEYS]
-    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, keep), resolve=True)
+    out = OmegaConf.to_container(OmegaConf.masked_copy(cfg, keep), resolve=True)
+    for dotted in NEUTRAL_NESTED_KEYS:
+        *parents, last = dotted.split(".")
+        node = out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return out
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
