@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mathreason.errors import UserError
-from mathreason.models.load import cuda_available
+from mathreason.models.load import cuda_available, why_no_cuda
 
 # A model of this many billion parameters (model.size_b) runs where a GPU is: on the
 # CPU, in float32, it would take days and tens of GB (device=cpu insists).
@@ -36,8 +36,7 @@ def gpu_requirements(typed: DictConfig) -> list[str]:
 
 
 def is_gpu_model(typed: DictConfig) -> bool:
-    size = typed.model.get("size_b")
-    return size is not None and size >= GPU_MODEL_SIZE_B
+    return typed.model.size_b is not None and typed.model.size_b >= GPU_MODEL_SIZE_B
 
 
 def check_accelerator(typed: DictConfig) -> None:
@@ -46,17 +45,17 @@ def check_accelerator(typed: DictConfig) -> None:
     local sweeps check it up front). ``device=auto`` does not put a model of
     ``GPU_MODEL_SIZE_B`` or more on the CPU; ``device=cpu`` insists."""
     wants_gpu = gpu_requirements(typed)
-    if wants_gpu and not cuda_available():
+    small_or_cpu = not (typed.device == "auto" and is_gpu_model(typed))
+    if (not wants_gpu and small_or_cpu) or cuda_available():
+        return
+    if wants_gpu:
         raise UserError(
             f"{wants_gpu[0]} needs a CUDA GPU and none is available here; "
             "use the transformers backend on CPU (model.backend=transformers model.load_in_4bit=false rollout.engine=transformers)"
         )
-    if typed.device == "auto" and is_gpu_model(typed) and not cuda_available():
-        from mathreason.models.load import why_no_cuda
-
-        raise UserError(f"model={typed.model.name} ({typed.model.size_b}B parameters, model.size_b) would run on the "
-                        f"CPU in float32 with device=auto ({why_no_cuda() or 'no usable GPU'}); run it where a GPU "
-                        "is, or pass device=cpu to insist")
+    raise UserError(f"model={typed.model.name} ({typed.model.size_b}B parameters, model.size_b) would run on the "
+                    f"CPU in float32 with device=auto ({why_no_cuda() or 'no usable GPU'}); run it where a GPU "
+                    "is, or pass device=cpu to insist")
 
 
 def looks_like_path(name: str) -> bool:
