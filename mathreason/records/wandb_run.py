@@ -34,6 +34,12 @@ class WandbRun:
     def enabled(self) -> bool:
         return self.mode != "disabled"
 
+    @staticmethod
+    def _live():
+        """The wandb module while a W&B run is open in this process, else None (never imports it)."""
+        wandb = sys.modules.get("wandb")
+        return wandb if wandb is not None and wandb.run is not None else None
+
     @classmethod
     def start(cls, cfg: Any, run_dir: Path, run_name: str, overrides: list[str]) -> WandbRun:
         """``logger.mode=auto``: online with a W&B key (``WANDB_API_KEY`` or ``~/.netrc``) and the
@@ -80,8 +86,8 @@ class WandbRun:
         ``train/global_step``; ``raw``: unchanged, as the eval method logs its record). Once; a
         no-op otherwise; returns the number of records logged."""
         pending, self._replay_pending = self._replay_pending, False
-        wandb = sys.modules.get("wandb")
-        if not pending or wandb is None or wandb.run is None or not records:
+        wandb = self._live()
+        if not pending or wandb is None or not records:
             return 0
         if not raw:
             wandb.define_metric(STEP_AXIS)
@@ -93,25 +99,26 @@ class WandbRun:
 
     def log(self, record: dict) -> None:
         """A record the method logs itself (not through a trainer)."""
-        wandb = sys.modules.get("wandb")
-        if self.enabled and wandb is not None and wandb.run is not None:
+        wandb = self._live()
+        if self.enabled and wandb is not None:
             wandb.log(record)
 
     def update_config(self, values: dict) -> None:
-        wandb = sys.modules.get("wandb")
-        if self.enabled and wandb is not None and wandb.run is not None:
+        wandb = self._live()
+        if self.enabled and wandb is not None:
             wandb.config.update(values, allow_val_change=True)
 
     def location(self) -> str | None:
         """The W&B run's URL (online) or its offline folder (upload with `wandb sync`)."""
-        run = getattr(sys.modules.get("wandb"), "run", None)
-        if run is None or not self.enabled:
+        wandb = self._live()
+        if wandb is None or not self.enabled:
             return None
+        run = wandb.run
         return run.url if self.mode == "online" else str(Path(run.dir).parent)
 
     def finish(self, summary: dict[str, Any] | None = None) -> None:
-        wandb = sys.modules.get("wandb")
-        if wandb is None or wandb.run is None:
+        wandb = self._live()
+        if wandb is None:
             return
         if summary:
             wandb.run.summary.update(summary)
