@@ -83,8 +83,8 @@ def planned_generations(typed: DictConfig) -> tuple[int, int] | None:
 
     data, ev = typed.data, typed.eval
     n_train = data.max_train or data.n_train or data.train_size
-    items = min(n for n in (ev.max_samples, data.max_eval, data.n_eval) if n) if any(
-        (ev.max_samples, data.max_eval, data.n_eval)) else None
+    limits = [n for n in (ev.max_samples, data.max_eval, data.n_eval) if n]
+    items = min(limits) if limits else None
     if items is None or (typed.method != "eval" and n_train is None):
         return None
     sampled = items * ev.num_samples if ev.num_samples > 1 else 0
