@@ -101,11 +101,7 @@ def prepare_resume(ctx: RunContext, telemetry: Telemetry) -> str | None:
     counters. Without a checkpoint, start the metrics afresh."""
     ckpt = last_checkpoint(ctx) if ctx.resume else None
     step = checkpoint_step(ckpt) if ckpt else -1
-    kept: list[dict] = []
-    if telemetry.metrics.path.exists():
-        kept = telemetry.metrics.truncate_after(step)
-        telemetry.restore(kept)
-    ctx.wandb.replay(kept)  # offline W&B resume: the kept steps into the new offline run
+    kept = telemetry.resume_at(step, ctx.wandb)
     if ckpt:
         log.info("resuming from %s (step %d); %d metrics records up to it kept", ckpt, step, len(kept))
     elif ctx.resume:

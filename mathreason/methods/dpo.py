@@ -12,10 +12,8 @@ repeats mine -> train with the updated policy (iterative/online DPO);
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +27,9 @@ from mathreason.methods.common import (
     trl_config,
     with_telemetry,
 )
-from mathreason.records.files import numbered_jsonl, write_atomic
+from mathreason.records.dpo_rounds import PAIR_FIELDS, DpoRounds, load_pairs
 
-PAIR_FIELDS = ("prompt", "chosen", "rejected")
+__all__ = ["build_pairs", "load_pairs", "mine_pairs", "run"]
 log = logging.getLogger("mathreason")
 
 
@@ -103,27 +101,6 @@ def mine_pairs(model, tokenizer, rows: list[dict], ctx: RunContext, round_no: in
     return pairs, stats
 
 
-def save_pairs(path: Path, pairs: list[dict], stats: dict) -> None:
-    """The stats, then the pairs, each written whole or not at all (a re-run
-    reuses a round's pairs only when both are there)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path.with_suffix(".stats.json"), json.dumps(stats, indent=2))
-    write_atomic(path, "".join(json.dumps(p) + "\n" for p in pairs))
-
-
-def load_pairs(path: str | Path) -> list[dict]:
-    """Read a pair file; a bad line stops with file:line."""
-    pairs = []
-    for number, pair in numbered_jsonl(path, error=UserError):
-        missing = [f for f in PAIR_FIELDS if f not in pair]
-        if missing:
-            raise UserError(f"{path}:{number}: missing field(s) {', '.join(missing)} (expected: {', '.join(PAIR_FIELDS)})")
-        pairs.append(pair)
-    if not pairs:
-        raise UserError(f"dpo.pairs_path: {path} holds no pairs")
-    return pairs
-
-
 def mining_rows(ctx: RunContext, round_no: int) -> list[dict]:
     """The questions mined in a round: all training questions, or a fresh
     slice of ``dpo.mining.max_questions`` per round."""
@@ -139,100 +116,12 @@ def dpo_args(ctx: RunContext, round_no: int) -> dict[str, Any]:
     cfg = ctx.cfg.dpo
     args = common_training_args(ctx, cfg, skip=("rounds", "pairs_path", "mining", "epochs", "batch_size", "grad_accum"))
     args.update(
-        output_dir=str(ctx.run_dir / "checkpoints" / f"round_{round_no}"),
+        output_dir=str(DpoRounds(ctx.run_dir, cfg.rounds).dir(round_no)),
         num_train_epochs=float(cfg.epochs),
         per_device_train_batch_size=int(cfg.batch_size),
         gradient_accumulation_steps=int(cfg.grad_accum),
     )
     return args
-
-
-ROUND_DONE = "done.json"
-
-
-def round_dir(ctx: RunContext, round_no: int) -> Path:
-    """A round's DPOTrainer output dir (its checkpoints) and its completion record."""
-    return ctx.run_dir / "checkpoints" / f"round_{round_no}"
-
-
-def _save_rng(path: Path) -> None:
-    """Python, NumPy and torch RNG states, so a resumed run mines the next
-    round's pairs from the same random stream as an uninterrupted one."""
-    import random
-
-    import numpy as np
-    import torch
-
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    torch.save(state, path)
-
-
-def _load_rng(path: Path) -> None:
-    import random
-
-    import numpy as np
-    import torch
-
-    state = torch.load(path, weights_only=False)
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _read_done(ctx: RunContext, round_no: int) -> dict | None:
-    try:
-        record = json.loads((round_dir(ctx, round_no) / ROUND_DONE).read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and record.get("round") == round_no else None
-
-
-def completed_rounds(ctx: RunContext) -> list[dict]:
-    """Completion records of the rounds an earlier attempt of this run
-    finished (a prefix: round 1, 2, …), the last one with its trained model
-    intact. When that model is lost or damaged, the rounds after round 1's
-    mining are set aside (one warning) and the run starts over at round 1."""
-    from mathreason.records.checkpoints import weights_problem
-
-    done = []
-    for round_no in range(1, int(ctx.cfg.dpo.rounds) + 1):
-        record = _read_done(ctx, round_no)
-        if record is None:
-            break
-        done.append(record)
-    if done:
-        last = done[-1]
-        model_dir = ctx.run_dir / last["model"]
-        problem = weights_problem(model_dir) if model_dir.is_dir() else f"{last['model']}/ missing"
-        if not problem and last["round"] < int(ctx.cfg.dpo.rounds):
-            if not (round_dir(ctx, last["round"]) / "rng_state.pth").exists():
-                problem = "rng_state.pth missing"
-        if not problem:
-            return done
-        log.warning("dpo resume: round %d's trained model is incomplete (%s); rounds 2+ are set aside and the "
-                    "run starts over at round 1", last["round"], problem)
-        _set_aside_rounds(ctx, first=1)
-    return []
-
-
-def _set_aside_rounds(ctx: RunContext, first: int) -> None:
-    """Rename the records of rounds >= ``first`` (round dirs; pair files from
-    round 2 on, mined by a policy that is to be retrained) to ``stale-*``."""
-    for round_no in range(first, int(ctx.cfg.dpo.rounds) + 1):
-        paths = [round_dir(ctx, round_no)]
-        if round_no > 1:
-            pair_file = ctx.run_dir / "pairs" / f"round_{round_no}.jsonl"
-            paths += [pair_file, pair_file.with_suffix(".stats.json")]
-        for path in paths:
-            if path.exists():
-                target = path.with_name(f"stale-{path.name}")
-                if target.exists():
-                    shutil.rmtree(target) if target.is_dir() else target.unlink()
-                path.rename(target)
 
 
 def _load_round_model(model, path: Path, device: str):
@@ -255,20 +144,6 @@ def _load_round_model(model, path: Path, device: str):
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device)
 
 
-def _reuse_pairs(pair_file: Path) -> tuple[list[dict], dict] | None:
-    """A round's pairs as an earlier attempt mined them (the pair file is
-    written whole or not at all, after its stats)."""
-    stats_file = pair_file.with_suffix(".stats.json")
-    if not (pair_file.exists() and stats_file.exists()):
-        return None
-    try:
-        stats = json.loads(stats_file.read_text())
-        pairs = load_pairs(pair_file)
-    except (OSError, ValueError, UserError):
-        return None
-    return pairs, stats
-
-
 def run(ctx: RunContext) -> dict[str, Any]:
     """Round after round: mine, train, save. A re-run after an interruption
     resumes at the round it was in: completed rounds' pairs and trained model
@@ -278,13 +153,15 @@ def run(ctx: RunContext) -> dict[str, Any]:
     from trl import DPOConfig, DPOTrainer
 
     from mathreason.models.load import load_model_and_tokenizer
-    from mathreason.records.checkpoints import checkpoint_step, find_checkpoint
+    from mathreason.records.checkpoints import checkpoint_step
     from mathreason.records.telemetry import Telemetry
 
     cfg = ctx.cfg
     rounds = int(cfg.dpo.rounds)
+    store = DpoRounds(ctx.run_dir, rounds)
     telemetry = Telemetry(ctx.run_dir, ctx.device)
-    done = completed_rounds(ctx) if ctx.resume else []
+    # where an earlier attempt stopped: completed rounds, the current round's mined pairs and checkpoint
+    done, reused, checkpoint = store.resume_point() if ctx.resume else ([], None, None)
     sampled = done[-1]["sampled"] if done else 0
     generated_tokens = sum(d["stats"].get("generated_tokens", 0) for d in done)
     telemetry.step_offset = done[-1]["step_offset"] if done else 0
@@ -298,33 +175,24 @@ def run(ctx: RunContext) -> dict[str, Any]:
         reference = frozen_reference(model, peft_config)
         if done:
             model = _load_round_model(model, ctx.run_dir / done[-1]["model"], ctx.device)
-            _load_rng(round_dir(ctx, done[-1]["round"]) / "rng_state.pth")
-    # the round in progress: its mined pairs and its last complete checkpoint
-    reused = _reuse_pairs(ctx.run_dir / "pairs" / f"round_{first}.jsonl") if ctx.resume and first <= rounds else None
-    checkpoint = find_checkpoint(round_dir(ctx, first)) if reused else None
-    if ctx.resume and first <= rounds and not reused and round_dir(ctx, first).is_dir():
-        _set_aside_rounds(ctx, first)  # checkpoints without their pairs: not resumable
+            store.restore_rng(done[-1]["round"])
     ckpt_step = checkpoint_step(checkpoint) if checkpoint else 0
-    keep = telemetry.step_offset + ckpt_step if (done or checkpoint) else -1
-    kept = telemetry.metrics.truncate_after(keep) if telemetry.metrics.path.exists() else []
-    telemetry.restore(kept)
-    ctx.wandb.replay(kept)
+    kept = telemetry.resume_at(telemetry.step_offset + ckpt_step if (done or checkpoint) else -1, ctx.wandb)
     if ctx.resume:
         where = f"from {checkpoint} (step {ckpt_step} of round {first})" if checkpoint else f"at the start of round {first}"
         log.info("dpo resume: %d of %d rounds complete, resuming %s%s; %d metrics records kept",
                  len(done), rounds, where, " with its mined pairs" if reused else "", len(kept))
     for round_no in range(first, rounds + 1):
-        pair_file = ctx.run_dir / "pairs" / f"round_{round_no}.jsonl"
         if round_no == first and reused:
             pairs, stats = reused
         elif round_no == 1 and cfg.dpo.pairs_path:
             pairs = load_pairs(cfg.dpo.pairs_path)
             stats = {"questions": None, "samples": 0, "pairs": len(pairs), "reused": str(cfg.dpo.pairs_path)}
-            save_pairs(pair_file, pairs, stats)
+            store.save_pairs(round_no, pairs, stats)
         else:
             phase(f"round {round_no}/{rounds}: mining pairs", f"{cfg.dpo.mining.samples_per_question} samples per question")
             pairs, stats = mine_pairs(model, tokenizer, mining_rows(ctx, round_no), ctx, round_no)
-            save_pairs(pair_file, pairs, stats)
+            store.save_pairs(round_no, pairs, stats)
         all_stats.append(stats)
         sampled += stats["samples"]
         generated_tokens += stats.get("generated_tokens", 0)
@@ -354,7 +222,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
         train_with_evals(trainer, ctx, str(resume_from) if resume_from else None, last=round_no == rounds)
         model = trainer.model
         telemetry.step_offset += trainer.state.global_step
-        _finish_round(ctx, trainer, round_no, sampled, telemetry, stats)
+        store.finish(round_no, trainer.save_model, {
+            "steps": trainer.state.global_step, "step_offset": telemetry.step_offset, "sampled": sampled,
+            "stats": stats, "train_totals": telemetry.train_totals})
     mined = [s for s in all_stats if s.get("questions")]
     extra = {"dpo/rounds": len(all_stats), "dpo/pairs": sum(s["pairs"] for s in all_stats)}
     if mined:
@@ -375,27 +245,3 @@ def frozen_reference(model, peft_config):
     if peft_config is None:
         return copy.deepcopy(model).eval()
     return None
-
-
-def _finish_round(ctx: RunContext, trainer, round_no: int, sampled: int, telemetry, stats: dict) -> None:
-    """Save what the next round (or a re-run) needs, then mark the round done:
-    the RNG state, the trained model (``final/`` after the last round), and
-    ``checkpoints/round_N/done.json`` last. The previous round's model goes."""
-    rounds = int(ctx.cfg.dpo.rounds)
-    out = round_dir(ctx, round_no)
-    out.mkdir(parents=True, exist_ok=True)
-    _save_rng(out / "rng_state.pth")
-    model_dir = ctx.run_dir / "final" if round_no == rounds else out / "model"
-    trainer.save_model(str(model_dir))
-    record = {
-        "round": round_no,
-        "steps": trainer.state.global_step,
-        "step_offset": telemetry.step_offset,
-        "sampled": sampled,
-        "stats": stats,
-        "model": str(model_dir.relative_to(ctx.run_dir)),
-        "train_totals": telemetry.train_totals,
-    }
-    write_atomic(out / ROUND_DONE, json.dumps(record, indent=2, default=str))
-    if round_no > 1:
-        shutil.rmtree(round_dir(ctx, round_no - 1) / "model", ignore_errors=True)

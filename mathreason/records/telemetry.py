@@ -171,6 +171,16 @@ class Telemetry:
         self.last_step = step
         return out
 
+    def resume_at(self, step: int, wandb) -> list[dict]:
+        """Resume's metrics, in one place for every method: keep the records up to
+        ``step`` (the checkpoint's; -1: none), drop the later ones (work that is
+        redone), continue the counters from the kept ones and replay them into an
+        offline W&B run (:meth:`WandbRun.replay`). Returns the kept records."""
+        kept = self.metrics.truncate_after(step) if self.metrics.path.exists() else []
+        self.restore(kept)
+        wandb.replay(kept)
+        return kept
+
     def restore(self, records: list[dict]) -> None:
         """Continue counters from the records kept on resume."""
         if not records:
