@@ -75,18 +75,18 @@ sweep-reward-ablation: ## correctness-only vs seed reward x 3 seeds on CPU (LAUN
 	$(call SWEEP,reward_ablation_cpu)
 
 repro-cpu: slurm-up ## the faithful miniature of "It Takes Two": 3 warm starts x 3 seeds on test + ood, report into docs/results/cpu (hours; resumes)
-	for ws in ws0 ws1 ws2; do $(PYTHON) -m mathreason.models.tiny --config-dir sweeps --config-name miniature +warm_start=$$ws || exit 1; done
+	for ws in ws0 ws1 ws2; do $(PYTHON) -m mathreason.prebuild --config-dir sweeps --config-name miniature +warm_start=$$ws || exit 1; done
 	$(RUN) -m --config-dir sweeps --config-name miniature
 	rm -rf docs/results/cpu
 	$(PYTHON) -m mathreason.report $(CACHE_DIR)/sweeps/miniature --out docs/results/cpu
 
 repro-cpu-quick: slurm-up ## the miniature on one warm start and seed (a smoke test of the pipeline, < 30 min with the warm start cached)
-	$(PYTHON) -m mathreason.models.tiny --config-dir sweeps --config-name miniature_quick +warm_start=ws0
+	$(PYTHON) -m mathreason.prebuild --config-dir sweeps --config-name miniature_quick +warm_start=ws0
 	$(RUN) -m --config-dir sweeps --config-name miniature_quick
 	$(PYTHON) -m mathreason.report $(CACHE_DIR)/sweeps/miniature_quick --out $(CACHE_DIR)/sweeps/miniature_quick/report
 
 repro-cpu-1epoch: slurm-up ## the earlier 1-epoch CPU experiment (not the paper's regime), report into docs/results/cpu-1epoch
-	$(PYTHON) -m mathreason.models.tiny --config-dir sweeps --config-name repro_cpu
+	$(PYTHON) -m mathreason.prebuild --config-dir sweeps --config-name repro_cpu
 	$(RUN) -m --config-dir sweeps --config-name repro_cpu
 	rm -rf docs/results/cpu-1epoch
 	$(PYTHON) -m mathreason.report outputs/sweeps/repro_cpu --out docs/results/cpu-1epoch
@@ -114,7 +114,7 @@ clean-outputs: ## delete outputs/ and multirun/ (run dirs, sweeps); the model ca
 # The faithful miniature of "It Takes Two" (sweeps/miniature*.yaml): run dirs under the cache dir, outside the
 # work tree, so a re-run of the same target resumes (finished jobs are skipped).
 miniature-dev: slurm-up ## the miniature, phase 1: lrs and epochs chosen on dev (1 warm start, 1 seed), report into docs/results/miniature-dev
-	$(PYTHON) -m mathreason.models.tiny --config-dir sweeps --config-name miniature_dev
+	$(PYTHON) -m mathreason.prebuild --config-dir sweeps --config-name miniature_dev
 	$(RUN) -m --config-dir sweeps --config-name miniature_dev
 	rm -rf docs/results/miniature-dev
 	$(PYTHON) -m mathreason.report $(CACHE_DIR)/sweeps/miniature_dev --out docs/results/miniature-dev

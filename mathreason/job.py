@@ -16,9 +16,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from mathreason.cli import fail, one_line
 from mathreason.console import EVAL_LINES, phase, quiet_libraries
-from mathreason.errors import Interrupted, UserError
+from mathreason.errors import Interrupted, UserError, fail, one_line
 from mathreason.records import CONFIG_FILE, package_versions
 from mathreason.records.run_dir import (
     check_reuse,

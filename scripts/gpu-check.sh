@@ -64,8 +64,8 @@ if [ "$PLAN" = 1 ]; then
   ls "$WHEELS"/*.whl >/dev/null 2>&1 || echo "fetching the wheels into $WHEELS/ (PyPI)"
   fetch_wheels || { echo "gpu-check: could not fetch every wheel (is PyPI reachable?)" >&2; exit 1; }
   if ! ls "$CACHE"/tiny/*/model.safetensors >/dev/null 2>&1; then  # the default tiny model, from the user's cache
-    tiny=$(python3 -m mathreason.models.tiny 2>/dev/null | tail -n 1) && mkdir -p "$CACHE/tiny" && cp -r "$tiny" "$CACHE/tiny/" \
-      || { echo "gpu-check: could not build the tiny model (python -m mathreason.models.tiny)" >&2; exit 1; }
+    tiny=$(python3 -m mathreason.prebuild 2>/dev/null | tail -n 1) && mkdir -p "$CACHE/tiny" && cp -r "$tiny" "$CACHE/tiny/" \
+      || { echo "gpu-check: could not build the tiny model (python -m mathreason.prebuild)" >&2; exit 1; }
   fi
   echo "carried ($WHEELS/ for Python 3.12, $CACHE/):"
   total=0

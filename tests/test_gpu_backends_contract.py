@@ -197,7 +197,7 @@ def test_unsloth_is_imported_before_trl_and_its_patched_trainer_trains(tmp_path,
     fake = tmp_path / "fake" / "unsloth"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text(FAKE_UNSLOTH)
-    built = subprocess.run([sys.executable, "-m", "mathreason.models.tiny", f"cache_dir={cache_dir}"],
+    built = subprocess.run([sys.executable, "-m", "mathreason.prebuild", f"cache_dir={cache_dir}"],
                            capture_output=True, text=True, cwd=ROOT, timeout=1800)
     assert built.returncode == 0, built.stderr[-2000:]
     log = tmp_path / "unsloth.json"

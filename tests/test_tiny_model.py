@@ -210,7 +210,7 @@ def test_cached_model_is_returned_without_building(tmp_path):
 
 
 def test_prebuild_command_names_the_model_a_sweep_will_load(tmp_path):
-    """`python -m mathreason.models.tiny --config-dir sweeps --config-name repro_cpu`
+    """`python -m mathreason.prebuild --config-dir sweeps --config-name repro_cpu`
     (make repro-cpu's first step) resolves the sweep's own warm start: tiny.yaml
     with the sweep YAML's model.tiny keys, under <cache_dir>/tiny. A cached
     model is returned without building; a non-tiny model is one error line, exit 2."""
@@ -226,7 +226,7 @@ def test_prebuild_command_names_the_model_a_sweep_will_load(tmp_path):
     ready = tmp_path / "tiny" / spec_hash(spec)
     ready.mkdir(parents=True)
     (ready / MARKER).write_text(json.dumps({"spec": spec}))
-    cmd = [sys.executable, "-m", "mathreason.models.tiny", "--config-dir", str(ROOT / "sweeps"),
+    cmd = [sys.executable, "-m", "mathreason.prebuild", "--config-dir", str(ROOT / "sweeps"),
            "--config-name", "repro_cpu", f"cache_dir={tmp_path}"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -24,8 +24,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from mathreason.cli import fail
-from mathreason.errors import UserError
+from mathreason.errors import UserError, fail
 from mathreason.records import FAILURES_FILE
 
 
