@@ -106,6 +106,9 @@ class LogFileBar(_tqdm):
 def progress_bar(**kwargs: Any) -> _tqdm:
     """Every progress bar of a run: tqdm's redrawing bar in a terminal, a
     :class:`LogFileBar` when the stream is a file."""
+    from mathreason.processes import is_main
+
+    kwargs.setdefault("disable", not is_main())  # a job on several processes: rank 0's bars only
     stream = kwargs.get("file") or sys.stderr
     if is_terminal(stream):
         from tqdm.auto import tqdm

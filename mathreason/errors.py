@@ -111,9 +111,12 @@ def end_bar_line() -> None:
 
 def fail(err: BaseException) -> None:
     """Report a user error in one line and exit 2 (raise it in debug mode)."""
+    from mathreason.processes import is_main
+
     if debug_mode():
         raise err
-    end_bar_line()
-    sys.stderr.write(f"error: {one_line(err)}\n")
-    sys.stderr.flush()
+    if is_main():  # a job on several processes: rank 0 says it once
+        end_bar_line()
+        sys.stderr.write(f"error: {one_line(err)}\n")
+        sys.stderr.flush()
     raise SystemExit(UserError.exit_code)

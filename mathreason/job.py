@@ -16,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from mathreason import processes
 from mathreason.console import EVAL_LINES, phase, quiet_libraries
 from mathreason.errors import Interrupted, UserError, fail, one_line
 from mathreason.records import CONFIG_FILE, package_versions
@@ -33,10 +34,10 @@ from mathreason.records.run_dir import (
 log = logging.getLogger("mathreason")
 
 
-def load_rows(cfg: DictConfig, run_dir: Path) -> tuple[list[dict] | None, list[dict], dict[str, list[dict]]]:
+def load_rows(cfg: DictConfig, run_dir: Path, write: bool = True) -> tuple[list[dict] | None, list[dict], dict[str, list[dict]]]:
     """Train rows (training methods only), eval rows and the rows of each of
     ``eval.final_splits``; rows whose gold answer cannot be parsed are skipped,
-    counted and listed in ``skipped_rows.jsonl``."""
+    counted and listed in ``skipped_rows.jsonl`` (``write``: rank 0 of a job on several processes)."""
     from mathreason.data.loaders import load_split
 
     splits = {"eval": load_split(cfg.data, "eval")}
@@ -57,7 +58,7 @@ def load_rows(cfg: DictConfig, run_dir: Path) -> tuple[list[dict] | None, list[d
         if split.skipped:
             log.warning("%s split: %d rows skipped (unparseable gold answer), listed in skipped_rows.jsonl",
                         name, len(split.skipped))
-    if skipped:
+    if skipped and write:
         with (run_dir / "skipped_rows.jsonl").open("w") as fh:
             fh.writelines(json.dumps(s, default=str) + "\n" for s in skipped)
     train = splits.get("train")
@@ -104,19 +105,27 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = scrub_secrets(list(hydra_cfg.overrides.task))  # an override may interpolate a secret
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    main = processes.is_main()  # rank 0 owns the run dir, run.json, metrics, console and W&B
+    if not main:
+        logging.getLogger("mathreason").setLevel(logging.WARNING)
     typed = None
     try:
         typed = validate(cfg, overrides)
-        claim(run_dir)
-        status = check_reuse(run_dir, typed)
+        if processes.distributed():
+            from mathreason.models.load import resolve_device
+
+            processes.start(resolve_device(typed.device))  # torch, not transformers: Unsloth may come first
+        status = processes.on_main(lambda: check_reuse(claim(run_dir), typed))
         if status == "done":
             log.info("%s already holds this finished run; nothing to do (pass another hydra.run.dir "
                      "to train afresh)", run_dir)
             release(run_dir)
-            return read_state(run_dir).get("summary", {})
+            return read_state(run_dir).get("summary", {}) if main else {}
         preflight(typed)  # imports Unsloth first where the backend is unsloth (it patches TRL as it loads)
-        train_rows, eval_rows, final_split_rows = load_rows(typed, run_dir)
+        train_rows, eval_rows, final_split_rows = load_rows(typed, run_dir, write=main)
     except UserError as err:
+        if not main:
+            return _user_error(err, multirun)
         if multirun or read_state(run_dir) is not None:
             # keep the job's record: a sweep reports it, a resumable run keeps its work
             record = {} if typed is None else {"config": scrub_secrets(comparable_config(typed))}
@@ -128,10 +137,14 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
 
     started = time.time()
     stop_on_sigterm()
-    write_state(run_dir, status="running", method=typed.method, overrides=overrides,
-                experiment_name=typed.experiment_name, error=None,
-                config=scrub_secrets(comparable_config(typed)), started=started, versions=package_versions())
-    (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(scrub_secrets(OmegaConf.to_container(typed, resolve=True))))
+    if main:
+        write_state(run_dir, status="running", method=typed.method, overrides=overrides,
+                    experiment_name=typed.experiment_name, error=None, world_size=processes.world_size(),
+                    config=scrub_secrets(comparable_config(typed)), started=started, versions=package_versions())
+        (run_dir / CONFIG_FILE).write_text(
+            OmegaConf.to_yaml(scrub_secrets(OmegaConf.to_container(typed, resolve=True))))
+    else:
+        return _join_run(typed, run_dir, overrides, train_rows, eval_rows, final_split_rows, status)
     wandb_run = WandbRun()  # disabled until started
     try:
         device = setup_torch(typed)
@@ -173,6 +186,26 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     wandb_run.finish(summary)
     print_summary(summary)
     return summary
+
+
+def _join_run(typed: DictConfig, run_dir: Path, overrides: list[str], train_rows: list[dict] | None,
+              eval_rows: list[dict], final_split_rows: dict[str, list[dict]], status: str) -> dict[str, Any]:
+    """A rank other than 0 of a job on several processes: the same method on the
+    same config, data and run dir, writing nothing (no run.json, lock, metrics,
+    console or W&B: rank 0's); its end is rank 0's to record."""
+    from mathreason.methods import METHODS
+    from mathreason.methods.common import RunContext
+    from mathreason.records.wandb_run import WandbRun
+
+    device = setup_torch(typed)
+    ctx = RunContext(cfg=typed, run_dir=run_dir, device=device, run_name=slug(",".join(overrides)),
+                     overrides=overrides, train_rows=train_rows, eval_rows=eval_rows,
+                     final_split_rows=final_split_rows, resume=status == "resume", wandb=WandbRun())
+    try:
+        METHODS[typed.method](ctx)
+    except KeyboardInterrupt as err:  # torchrun tears the job down with SIGTERM when a rank fails
+        raise Interrupted("", getattr(err, "exit_code", Interrupted.exit_code)) from None
+    return {}
 
 
 def stop_on_sigterm() -> None:

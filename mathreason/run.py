@@ -4,7 +4,8 @@ Hydra composes ``mathreason/conf/`` (config groups model, data, method, reward, 
 experiment; the group size is one key, ``group_size``), the config is
 validated (``mathreason.config.schema``) before anything heavy is imported, then
 the job runs (``mathreason.job``). ``--help`` and ``--cfg job`` never import
-torch.
+torch. Under torchrun / ``accelerate launch`` every rank runs this; rank 0 owns the
+run (``mathreason.processes``).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def run_cli(hydra_main) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     from mathreason.errors import Interrupted, NumericFault
+    from mathreason.processes import OtherRankFailed, is_main
 
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         os.environ["MATHREASON_DEBUG"] = "1"
@@ -70,15 +72,28 @@ def run_cli(hydra_main) -> None:
         show_derived(sys.argv[1:])
     except (UserError, NumericFault, HydraException, OmegaConfBaseException) as err:
         fail(err)
+    except OtherRankFailed as err:  # rank 0 said why
+        raise SystemExit(UserError.exit_code if err.kind == "UserError" else 1) from None
     except (Interrupted, KeyboardInterrupt) as err:
         if debug_mode():
             raise
-        end_bar_line()
-        sys.stderr.write(f"{str(err) or 'interrupted'}\n")
+        if is_main():
+            end_bar_line()
+            sys.stderr.write(f"{str(err) or 'interrupted'}\n")
         raise SystemExit(getattr(err, "exit_code", Interrupted.exit_code)) from None
 
 
+# A job on several processes (torchrun, accelerate launch): ranks other than 0 write
+# neither Hydra's .hydra/ nor run.log into rank 0's run dir, and log warnings only.
+QUIET_RANK_OVERRIDES = ["hydra.output_subdir=null", "hydra.job_logging.root.handlers=[console]",
+                        "hydra.job_logging.root.level=WARNING"]
+
+
 def cli() -> None:
+    from mathreason.processes import is_main
+
+    if not is_main():
+        sys.argv += QUIET_RANK_OVERRIDES
     run_cli(main)
 
 

@@ -16,11 +16,11 @@ the same on 1 GPU or 8.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from mathreason.errors import UserError
+from mathreason.processes import world_size
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,6 @@ class Geometry:
 
     def as_log(self) -> dict[str, Any]:
         return {f"geometry/{k}": v for k, v in asdict(self).items() if v is not None}
-
-
-def world_size() -> int:
-    """Processes of this launch (torchrun / accelerate set WORLD_SIZE)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def plan_geometry(cfg: Any, n_train_prompts: int | None, base_lr: float | None = None,

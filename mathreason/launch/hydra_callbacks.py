@@ -30,17 +30,21 @@ from mathreason.records import FAILURES_FILE
 
 class ValidateConfig(Callback):
     """Single run: validate and claim the run dir before Hydra writes into it
-    (so a refused run never touches another run's files). Sweep: validate
+    (so a refused run never touches another run's files; rank 0 claims it for a
+    job on several processes). Sweep: validate
     every job before the launcher submits any. Hydra turns a callback's
     exception into a warning, so a user error exits here (``fail``)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mathreason.config.schema import check_dir, validate
+        from mathreason.processes import is_main
         from mathreason.records.run_dir import check_reuse, claim, remove_created
 
         try:
             typed = validate(config, list(config.hydra.overrides.task))
             check_dir("hydra.run.dir", config.hydra.run.dir)
+            if not is_main():  # a job on several processes: rank 0 claims the run dir
+                return
             run_dir = claim(str(config.hydra.run.dir))
             try:
                 check_reuse(run_dir, typed)

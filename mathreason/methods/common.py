@@ -10,6 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from mathreason.processes import is_main, on_main
 from mathreason.records import (
     CORRECT_FALSE_EQUATION,
     ERROR_KINDS,
@@ -71,6 +72,7 @@ def common_training_args(ctx: RunContext, section: DictConfig, skip: tuple[str, 
         output_dir=str(ctx.run_dir / "checkpoints"),
         seed=int(cfg.seed),
         data_seed=int(cfg.seed),
+        use_cpu=not on_gpu,  # device=cpu on a GPU machine stays on the CPU; several CPU processes join as gloo DDP
         bf16=on_gpu and cfg.model.dtype in ("bfloat16", "auto"),
         fp16=on_gpu and cfg.model.dtype == "float16",
         report_to=ctx.report_to,
@@ -99,7 +101,7 @@ def prepare_resume(ctx: RunContext, telemetry: Telemetry) -> str | None:
     """Resume from the last checkpoint if this run has one: keep the metrics
     logged up to it (later records are work that is redone) and continue the
     counters. Without a checkpoint, start the metrics afresh."""
-    ckpt = last_checkpoint(ctx) if ctx.resume else None
+    ckpt = on_main(lambda: last_checkpoint(ctx)) if ctx.resume else None  # rank 0 may set a damaged one aside
     step = checkpoint_step(ckpt) if ckpt else -1
     kept = telemetry.resume_at(step, ctx.wandb)
     if ckpt:
@@ -137,7 +139,8 @@ def evaluate_final_splits(model, tokenizer, ctx: RunContext, step: int) -> dict[
 
     out: dict[str, float] = {}
     for name, rows in ctx.final_split_rows.items():
-        metrics = evaluate(model, tokenizer, rows, ctx.cfg.eval, step=step, out_dir=split_dir(ctx.run_dir, name))
+        metrics = evaluate(model, tokenizer, rows, ctx.cfg.eval, step=step, out_dir=split_dir(ctx.run_dir, name),
+                           seed=int(ctx.cfg.seed))
         shown = [f"strict {metrics['eval_accuracy_strict']:.1%}"] + [
             f"{k.split('_', 1)[1]} {v:.1%}" for k, v in metrics.items() if k.startswith(("eval_pass@", "eval_mean@"))]
         log.info("eval @ step %d on %s (%d items) · %s", step, name, len(rows), " · ".join(shown))
@@ -168,7 +171,7 @@ def make_eval_callback(trainer, ctx: RunContext):
         def evaluate(self, step: int, sampled: bool = sample_all) -> dict:
             model = trainer.accelerator.unwrap_model(trainer.model)
             metrics = evaluate(model, trainer.processing_class, ctx.eval_rows, ctx.cfg.eval, step=step,
-                               out_dir=ctx.run_dir, sampled=sampled)
+                               out_dir=ctx.run_dir, sampled=sampled, seed=int(ctx.cfg.seed))
             EVAL_LINES.report(step, metrics, rollouts_at(step))
             return metrics
 
@@ -190,9 +193,12 @@ def make_eval_callback(trainer, ctx: RunContext):
 def run_summary(ctx: RunContext, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run's summary from its own metrics file: baseline and final eval
     (an eval-only run has one eval: ``final`` only), the paired change between
-    them with its CI (:func:`eval_change`), wall-clock, peak memory, rollouts."""
+    them with its CI (:func:`eval_change`), wall-clock, peak memory, rollouts.
+    Rank 0's alone in a job on several processes (the others get {})."""
     from mathreason.records.telemetry import MetricsFile
 
+    if not is_main():
+        return {}
     records = MetricsFile(ctx.run_dir).records()
     evals = [r for r in records if STRICT in r]
     summary: dict[str, Any] = {"method": ctx.cfg.method, "steps": records[-1][STEP] if records else 0}

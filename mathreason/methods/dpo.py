@@ -84,6 +84,7 @@ def mine_pairs(model, tokenizer, rows: list[dict], ctx: RunContext, round_no: in
         model, tokenizer, [r["prompt"] for r in rows],
         max_new_tokens=mining.max_new_tokens, batch_size=max(1, mining.batch_size // k),
         num_samples=k, temperature=mining.temperature, greedy=False, desc=f"mine pairs (round {round_no})",
+        seed=(int(ctx.cfg.seed), f"mine round {round_no}"),
     )
     funcs, weights = build_reward_funcs(ctx.cfg.reward.functions)
     totals, correct = [], []

@@ -4,7 +4,8 @@ Resume: the evaluation is one pass that ends by writing its per-sample
 outputs (``eval/step_000000.jsonl``) and then its metrics record. A re-run
 after an interruption reuses a finished pass (both written: only the summary
 was left to do); otherwise it starts the pass over, which gives the same
-result (greedy decoding; sampled pass@k draws from the run's seed).
+result (greedy decoding; sampled pass@k draws from the run's seed). On several
+processes each evaluates its share of the batches; rank 0 writes the results.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 from typing import Any
 
 from mathreason.methods.common import RunContext, evaluate_final_splits, run_summary
+from mathreason.processes import on_main
 from mathreason.records import STRICT, eval_file
 
 log = logging.getLogger("mathreason")
@@ -34,28 +36,34 @@ def finished_record(ctx: RunContext) -> dict | None:
     return records[-1]
 
 
+def _reuse_or_restart(ctx: RunContext, telemetry) -> dict | None:
+    """Rank 0: an earlier attempt's finished record, or None after clearing an interrupted pass."""
+    if ctx.resume:
+        telemetry.metrics.repair()  # the resuming run removes a torn last line (readers only leave it out)
+    done = finished_record(ctx) if ctx.resume else None
+    if done is None and telemetry.metrics.path.exists():
+        if ctx.resume:
+            log.info("eval resume: the interrupted evaluation starts over")
+        telemetry.metrics.path.unlink()
+    return done
+
+
 def run(ctx: RunContext) -> dict[str, Any]:
     from mathreason.records.telemetry import MemoryMeter, MetricsFile, Telemetry, wandb_key_names
 
     cfg = ctx.cfg
     telemetry = Telemetry(ctx.run_dir, ctx.device)
-    if ctx.resume:
-        telemetry.metrics.repair()  # the resuming run removes a torn last line (readers only leave it out)
-    done = finished_record(ctx) if ctx.resume else None
+    done = on_main(lambda: _reuse_or_restart(ctx, telemetry))  # rank 0 reads and clears; every rank learns which
     if done is not None:
         log.info("eval resume: the evaluation finished before the interruption; reusing its results")
         ctx.wandb.replay([done], raw=True)  # offline W&B resume: the record into the new offline run
         return run_summary(ctx)
-    if telemetry.metrics.path.exists():
-        if ctx.resume:
-            log.info("eval resume: the interrupted evaluation starts over")
-        telemetry.metrics.path.unlink()
     ctx.wandb.replay([])  # nothing kept
     from mathreason.models.load import load_model_and_tokenizer
     from mathreason.scoring.evaluation import evaluate
 
     model, tokenizer, _ = load_model_and_tokenizer(cfg.model, cfg.cache_dir, ctx.device, cfg.seed)
-    metrics = evaluate(model, tokenizer, ctx.eval_rows, cfg.eval, step=0, out_dir=ctx.run_dir)
+    metrics = evaluate(model, tokenizer, ctx.eval_rows, cfg.eval, step=0, out_dir=ctx.run_dir, seed=int(cfg.seed))
     metrics.update(evaluate_final_splits(model, tokenizer, ctx, 0))
     metrics.update(MemoryMeter(ctx.device).sample(), wall_clock_s=telemetry.wall_clock())
     record = {"step": 0, **wandb_key_names(metrics)}

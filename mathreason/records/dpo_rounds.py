@@ -9,6 +9,8 @@ Layout inside the run dir (the run dir itself: :mod:`mathreason.records.run_dir`
   last round), and ``done.json`` written last, which marks the round complete.
 
 A round whose records cannot be trusted is renamed ``stale-*``, never deleted.
+In a job on several processes rank 0 reads and writes these files and the
+other ranks receive what it found (``resume_point``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mathreason.errors import UserError
+from mathreason.processes import is_main
 from mathreason.records.files import numbered_jsonl, write_atomic
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
@@ -63,6 +66,8 @@ class DpoRounds:
     def save_pairs(self, round_no: int, pairs: list[dict], stats: dict) -> None:
         """The stats, then the pairs, each written whole or not at all (a re-run
         reuses a round's pairs only when both are there)."""
+        if not is_main():
+            return
         path = self.pair_file(round_no)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path.with_suffix(".stats.json"), json.dumps(stats, indent=2))
@@ -121,6 +126,8 @@ class DpoRounds:
     def set_aside(self, first: int) -> None:
         """Rename the records of rounds >= ``first`` (round dirs; pair files from
         round 2 on, mined by a policy that is to be retrained) to ``stale-*``."""
+        if not is_main():
+            return
         for round_no in range(first, self.rounds + 1):
             paths = [self.dir(round_no)]
             if round_no > 1:
@@ -138,6 +145,11 @@ class DpoRounds:
         progress's mined pairs and stats or None, its last complete checkpoint or
         None). A round in progress whose pairs are lost cannot resume from its
         checkpoints: they are set aside and the round restarts."""
+        from mathreason.processes import on_main
+
+        return on_main(self._resume_point)
+
+    def _resume_point(self) -> tuple[list[dict], tuple[list[dict], dict] | None, Path | None]:
         from mathreason.records.checkpoints import find_checkpoint
 
         done = self.completed()
@@ -157,10 +169,12 @@ class DpoRounds:
         the RNG state, the trained model (``save_model(path)``), and ``done.json``
         last. The previous round's model goes."""
         out = self.dir(round_no)
+        model_dir = self.model_dir(round_no)
+        save_model(str(model_dir))  # the trainer's own: rank 0 writes, every rank takes part
+        if not is_main():
+            return
         out.mkdir(parents=True, exist_ok=True)
         save_rng(out / RNG_FILE)
-        model_dir = self.model_dir(round_no)
-        save_model(str(model_dir))
         record = {"round": round_no, **record, "model": str(model_dir.relative_to(self.run_dir))}
         write_atomic(out / ROUND_DONE, json.dumps(record, indent=2, default=str))
         if round_no > 1:

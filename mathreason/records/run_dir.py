@@ -4,7 +4,8 @@ re-run into the same directory resumes it or refuses — never mixes.
 ``run.json`` records the status (running, done, failed) and the resolved
 config that made the run; the config is compared on every re-run.
 
-Ownership: a run holds an exclusive lock on ``<run dir>/run.lock`` (which
+Ownership: rank 0 of a job on several processes (``mathreason.processes``) owns
+the directory; the other ranks read it and write nothing. A run holds an exclusive lock on ``<run dir>/run.lock`` (which
 names its process) for as long as it runs, so a second run into the same
 directory is refused with one line naming the first. A directory that is
 neither new, empty nor a run dir is refused, and a run that fails early
@@ -28,6 +29,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mathreason.errors import UserError
+from mathreason.processes import is_main, world_size
 from mathreason.records import LOCK_FILE, LOG_FILE, NEUTRAL_KEYS, NEUTRAL_NESTED_KEYS, STATE_FILE
 from mathreason.records.files import write_atomic
 
@@ -74,10 +76,12 @@ def read_state(run_dir: Path) -> dict | None:
 
 
 def write_state(run_dir: Path, **fields: Any) -> dict:
+    """Update run.json with ``fields`` (rank 0 of a job on several processes writes; the others change nothing)."""
     path = Path(run_dir) / STATE_FILE
     state = read_state(run_dir) or {}
     state.update(fields, updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    write_atomic(path, json.dumps(state, indent=2, default=str))
+    if is_main():
+        write_atomic(path, json.dumps(state, indent=2, default=str))
     return state
 
 
@@ -96,6 +100,13 @@ def check_reuse(run_dir: Path, cfg: DictConfig) -> str:
         )
     if state.get("status") == "done":
         return "done"
+    started_with = int(state.get("world_size", 1))
+    if started_with != world_size():
+        raise UserError(
+            f"hydra.run.dir={run_dir} holds a run started on {started_with} process(es), resumed here on "
+            f"{world_size()}; resume it on {started_with} (torchrun --nproc_per_node {started_with}) "
+            "or pass a new hydra.run.dir"
+        )
     if not cfg.checkpoint.resume:
         raise UserError(
             f"hydra.run.dir={run_dir} holds an unfinished run and checkpoint.resume=false; "

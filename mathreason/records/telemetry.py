@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mathreason.errors import NumericFault
+from mathreason.processes import is_main
 from mathreason.records import METRICS_FILE, TOKENS, WALL
 
 log = logging.getLogger("mathreason")
@@ -33,7 +34,8 @@ def wandb_key_names(logs: dict[str, Any]) -> dict[str, Any]:
 class MetricsFile:
     """Append-only JSON lines, one record per logged step. Readers never write: ``records``
     leaves out a last line cut off mid-write (the process was killed), with one warning; the run
-    that appends again (a resume) removes it first (``repair``)."""
+    that appends again (a resume) removes it first (``repair``). In a job on several processes
+    only rank 0 writes (``repair``, ``append`` and ``truncate_after`` change nothing elsewhere)."""
 
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / METRICS_FILE
@@ -62,7 +64,7 @@ class MetricsFile:
         """The writer's first step: remove a torn last line; True when one was removed. A last
         record that is whole but lacks its newline gets the newline."""
         self._repaired = True
-        if not self.path.exists():
+        if not self.path.exists() or not is_main():
             return False
         data, end, torn = self._scan()
         clean = data[:end] + (b"\n" if end and not data[:end].endswith(b"\n") else b"")
@@ -86,6 +88,8 @@ class MetricsFile:
         return read_jsonl(self.path, torn_tail_ok=True)
 
     def append(self, record: dict) -> None:
+        if not is_main():
+            return
         if not self._repaired:
             self.repair()
         with self.path.open("a") as fh:
@@ -98,7 +102,8 @@ class MetricsFile:
 
         self.repair()
         kept = [r for r in self.records() if r.get("step", 0) <= step]
-        write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        if is_main():
+            write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         return kept
 
 

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
+from mathreason.processes import is_main
 from mathreason.records import ERROR_KINDS, eval_file, item_id
 from mathreason.scoring.answers import answers_match, extract_lenient_answer, extract_xml_answer
 from mathreason.scoring.rewards import REWARD_FUNCS
@@ -30,39 +31,53 @@ def generate_completions(
     top_p: float = 1.0,
     greedy: bool = True,
     desc: str = "generate",
+    seed: tuple | None = None,
 ) -> list[list[str]]:
     """``num_samples`` completions per chat prompt, batched, longest prompts first.
 
-    Shared by evaluation and DPO pair mining."""
+    Sampling with a ``seed`` (any tuple naming the stream, e.g. ``(run seed,
+    "eval", step)``) draws each batch from its own generator, seeded by the
+    stream and the batch's place, inside ``torch.random.fork_rng`` (the
+    training's random stream is left as it was). In a job on several processes
+    the batches are dealt out to the ranks and the completions gathered, so each
+    rank returns all of them and the results are the same for any number of
+    processes (same ``batch_size``). Shared by evaluation and DPO pair mining."""
     import torch
 
+    from mathreason import processes
     from mathreason.console import progress_bar
 
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    results: list[list[str]] = [[] for _ in texts]
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    mine = list(enumerate(batches))[processes.rank() :: processes.world_size()]
+    results: dict[int, list[str]] = {}
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     try:
-        with torch.no_grad(), progress_bar(total=len(texts), desc=desc, unit="prompt", leave=False) as bar:
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
+        with torch.no_grad(), progress_bar(total=sum(len(b) for _, b in mine), desc=desc, unit="prompt",
+                                           leave=False) as bar:
+            for batch_no, idx in mine:
                 enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
                 enc = {k: v.to(device) for k, v in enc.items()}
-                out = model.generate(
-                    **enc,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=not greedy,
-                    temperature=temperature if not greedy else None,
-                    top_p=top_p if not greedy else None,
-                    top_k=0 if not greedy else None,
-                    num_return_sequences=num_samples,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
-                )
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [],
+                                           enabled=not greedy and seed is not None):
+                    if not greedy and seed is not None:
+                        torch.manual_seed(stream_seed(*seed, batch_no))
+                    out = model.generate(
+                        **enc,
+                        max_new_tokens=max_new_tokens,
+                        do_sample=not greedy,
+                        temperature=temperature if not greedy else None,
+                        top_p=top_p if not greedy else None,
+                        top_k=0 if not greedy else None,
+                        num_return_sequences=num_samples,
+                        pad_token_id=tokenizer.pad_token_id,
+                        eos_token_id=tokenizer.eos_token_id,
+                    )
                 decoded = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
                 for j, i in enumerate(idx):
                     results[i] = decoded[j * num_samples : (j + 1) * num_samples]
@@ -70,7 +85,16 @@ def generate_completions(
     finally:
         tokenizer.padding_side = side
         model.train(was_training)
-    return results
+    for part in processes.all_gather(results) if processes.distributed() else ():
+        results.update(part)
+    return [results[i] for i in range(len(texts))]
+
+
+def stream_seed(*parts: Any) -> int:
+    """A 63-bit seed from the parts that name a random stream (stable across runs and machines)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "big") >> 1
 
 
 # --------------------------------------------------------------------------
@@ -133,10 +157,12 @@ def score_completion(completion: str, gold: str, fmt: str) -> dict[str, Any]:
 
 
 def evaluate(model, tokenizer, rows: Sequence[dict], eval_cfg: Any, *, step: int, out_dir: Path | None,
-             sampled: bool = True) -> dict[str, float]:
+             sampled: bool = True, seed: int = 0) -> dict[str, float]:
     """Greedy pass@1 (strict, lenient, format rate, error taxonomy) and, with
-    ``eval.num_samples`` = k > 1 and ``sampled``, sampled pass@k and mean@k.
-    Per-sample records go to ``<out_dir>/eval/step_XXXXXX.jsonl``."""
+    ``eval.num_samples`` = k > 1 and ``sampled``, sampled pass@k and mean@k
+    (drawn from the stream of ``seed`` and ``step``, whatever came before).
+    Per-sample records go to ``<out_dir>/eval/step_XXXXXX.jsonl`` (rank 0 writes
+    them in a job on several processes; every rank evaluates its share)."""
     prompts = [r["prompt"] for r in rows]
     greedy = generate_completions(
         model,
@@ -185,6 +211,7 @@ def evaluate(model, tokenizer, rows: Sequence[dict], eval_cfg: Any, *, step: int
             top_p=eval_cfg.top_p,
             greedy=False,
             desc=f"eval@{step} k={k}",
+            seed=(int(seed), "eval", int(step)),
         )
         hits = []
         for row, rec, completions in zip(rows, records, samples):
@@ -193,7 +220,7 @@ def evaluate(model, tokenizer, rows: Sequence[dict], eval_cfg: Any, *, step: int
             hits.append(ok)
         metrics[f"eval_pass@{k}"] = sum(any(h) for h in hits) / n
         metrics[f"eval_mean@{k}"] = sum(sum(h) / k for h in hits) / n
-    if out_dir is not None and eval_cfg.save_samples:
+    if out_dir is not None and eval_cfg.save_samples and is_main():
         path = eval_file(out_dir, step)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w") as fh:

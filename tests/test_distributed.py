@@ -1,0 +1,171 @@
+"""One job on several processes, run for real: torchrun, gloo, 2 CPU processes, the tiny model.
+
+Rank 0 owns the run (run dir, lock, run.json, metrics, eval files, console);
+rank 1 trains and evaluates its share and writes nothing. The global geometry
+(rollouts per optimizer step, steps, the prompts of each step) is the
+configured one whatever the number of processes; eval is sharded by batch and
+gives the same per-item results as one process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers import ROOT
+from test_sweeps import TINY, assert_one_record_per_step, complete_checkpoints, records, resumed_from, state
+
+pytestmark = pytest.mark.slow
+
+GRPO = [*TINY, "method=grpo", "group_size=2", "geometry.max_steps=3", "eval.num_samples=4", "eval.batch_size=4"]
+
+
+def env(cache_dir: Path) -> dict:
+    out = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "RANK", "WORLD_SIZE", "LOCAL_"))}
+    return {**out, "PYTHONPATH": str(ROOT), "MATHREASON_CACHE_DIR": str(cache_dir), "OMP_NUM_THREADS": "1"}
+
+
+def command(nproc: int, args: list[str]) -> list[str]:
+    """``torchrun --nproc_per_node N -m mathreason.run ...`` (--standalone: a free rendezvous port each time)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+            "-m", "mathreason.run", *args]
+
+
+def launch(nproc: int, args: list[str], run_dir: Path, cache_dir: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(command(nproc, [*args, f"hydra.run.dir={run_dir}"]), cwd=run_dir.parent,
+                          env=env(cache_dir), capture_output=True, text=True, timeout=timeout)
+
+
+def eval_items(run_dir: Path, step: int) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "eval" / f"step_{step:06d}.jsonl").read_text().splitlines()]
+
+
+def prompts_by_step(run_dir: Path) -> dict[int, list[str]]:
+    frames = [pd.read_parquet(p) for p in sorted((run_dir / "checkpoints" / "completions").glob("*.parquet"))]
+    frame = pd.concat([f for f in frames if len(f)])
+    return {int(step): sorted(map(str, group["prompt"])) for step, group in frame.groupby("step")}
+
+
+def test_two_processes_train_the_configured_geometry_and_rank_1_writes_nothing(tmp_path, cache_dir):
+    one = launch(1, GRPO, tmp_path / "one" / "run", cache_dir)
+    two = launch(2, GRPO, tmp_path / "two" / "run", cache_dir)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = tmp_path / "one" / "run", tmp_path / "two" / "run"
+
+    # one owner: the same files as a one-process run, one console, one run.log
+    assert sorted(p.name for p in b.iterdir()) == sorted(p.name for p in a.iterdir())
+    assert two.stderr.count("held-out accuracy") == 1 and two.stderr.count("▸ run —") == 1
+    assert (b / "run.log").read_text().count("▸ run —") == 1
+    assert state(b)["status"] == "done" and state(b)["world_size"] == 2
+
+    # the global geometry is the configured one: rollouts per step, steps, records, the prompts of each step
+    first_a, first_b = records(a)[0], records(b)[0]
+    assert first_b["train/geometry/world_size"] == 2 and first_a["train/geometry/world_size"] == 1
+    assert first_b["train/geometry/per_device_batch"] * 2 == first_a["train/geometry/per_device_batch"]
+    for key in ("rollouts_per_step", "steps", "prompts_per_step", "learning_rate"):
+        assert first_b[f"train/geometry/{key}"] == first_a[f"train/geometry/{key}"], key
+    assert [r["step"] for r in records(b)] == [r["step"] for r in records(a)]
+    assert_one_record_per_step(b, 3)
+    assert prompts_by_step(b) == prompts_by_step(a)
+    assert all(len(p) == 16 for p in prompts_by_step(b).values())
+
+    # the start is the same model: the step-0 eval, greedy and sampled, item for item
+    assert eval_items(b, 0) == eval_items(a, 0)
+
+    # training draws other rollouts (each rank samples its half of the prompts from its own stream),
+    # so rewards match in distribution, not value: the same prompts, the mean within 1.0 of 4.5
+    rewards = [[r["train/reward"] for r in records(d) if "train/reward" in r] for d in (a, b)]
+    assert len(rewards[0]) == len(rewards[1]) == 3
+    assert abs(sum(rewards[0]) - sum(rewards[1])) / 3 < 1.0
+
+
+def test_two_process_eval_matches_one_process_item_for_item(tmp_path, cache_dir):
+    args = ["method=eval", "threads=1", "logger=none", "data.n_eval=40", "eval.max_samples=40",
+            "eval.max_new_tokens=48", "eval.num_samples=4", "eval.batch_size=8"]
+    runs = {n: tmp_path / f"n{n}" / "run" for n in (1, 2)}
+    for n, run_dir in runs.items():
+        done = launch(n, args, run_dir, cache_dir)
+        assert done.returncode == 0, done.stderr[-3000:]
+    one, two = (eval_items(runs[n], 0) for n in (1, 2))
+    assert len(one) == 40 and all(len(r["samples_correct"]) == 4 for r in one)
+    assert two == one  # greedy completions and every sampled outcome
+    assert records(runs[2])[0]["eval/mean@4"] == records(runs[1])[0]["eval/mean@4"]
+
+
+def worker_pids(torchrun: subprocess.Popen) -> dict[int, int]:
+    """rank -> pid of torchrun's worker processes."""
+    import psutil
+
+    out = {}
+    for child in psutil.Process(torchrun.pid).children(recursive=True):
+        try:
+            rank = child.environ().get("RANK")
+        except psutil.Error:
+            continue
+        if rank is not None:
+            out[int(rank)] = child.pid
+    return out
+
+
+def test_killing_one_rank_then_rerunning_resumes_like_an_uninterrupted_run(tmp_path, cache_dir):
+    """SIGKILL rank 1 once two checkpoints exist: torchrun stops rank 0 (SIGTERM: run.json
+    ``interrupted``, exit 143 there); the same command resumes from the last checkpoint on
+    both ranks and ends with the records of an uninterrupted 2-process run."""
+    args = [*TINY, "method=grpo", "group_size=2", "geometry.max_steps=5", "checkpoint.every_n_steps=2"]
+    run_dir = tmp_path / "killed" / "run"
+    run_dir.parent.mkdir(parents=True)
+    proc = subprocess.Popen(command(2, [*args, f"hydra.run.dir={run_dir}"]), cwd=run_dir.parent,
+                            env=env(cache_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while len(complete_checkpoints(run_dir)) < 2:
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "no second checkpoint within 600 s"
+            time.sleep(0.1)
+        os.kill(worker_pids(proc)[1], signal.SIGKILL)
+        output = proc.communicate(timeout=300)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0
+    assert state(run_dir)["status"] == "interrupted", output[-3000:]
+    assert "run the same command again to resume" in state(run_dir)["error"]
+    kept = complete_checkpoints(run_dir)[-1]
+
+    again = launch(2, args, run_dir, cache_dir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert resumed_from((run_dir / "run.log").read_text()) == [kept]
+    assert state(run_dir)["status"] == "done"
+    assert_one_record_per_step(run_dir, 5)
+
+    reference = launch(2, args, tmp_path / "reference" / "run", cache_dir)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    for key in ("train/reward", "train/loss", "eval/accuracy_strict"):
+        got = {r["step"]: r[key] for r in records(run_dir) if key in r}
+        want = {r["step"]: r[key] for r in records(tmp_path / "reference" / "run") if key in r}
+        assert got == pytest.approx(want), key
+
+
+def test_resuming_on_another_number_of_processes_is_refused_in_one_line(tmp_path, cache_dir):
+    args = [*TINY, "method=grpo", "group_size=2", "geometry.max_steps=2", "checkpoint.every_n_steps=1"]
+    run_dir = tmp_path / "run"
+    first = launch(2, args, run_dir, cache_dir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    status = json.loads((run_dir / "run.json").read_text())
+    status["status"] = "interrupted"  # as a kill leaves it
+    (run_dir / "run.json").write_text(json.dumps(status))
+    again = launch(1, args, run_dir, cache_dir)
+    assert again.returncode != 0  # torchrun exits 1 when a worker fails (ours: 2)
+    (line,) = [x for x in again.stderr.splitlines() if x.startswith("error:")]
+    assert "started on 2 process(es), resumed here on 1" in line and "--nproc_per_node 2" in line
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"  # the run is left as it was
