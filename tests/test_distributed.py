@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import ROOT
+from helpers import ROOT, requires_slurm, run_cli
 from test_sweeps import TINY, assert_one_record_per_step, complete_checkpoints, records, resumed_from, state
 
 pytestmark = pytest.mark.slow
@@ -169,3 +169,23 @@ def test_resuming_on_another_number_of_processes_is_refused_in_one_line(tmp_path
     (line,) = [x for x in again.stderr.splitlines() if x.startswith("error:")]
     assert "started on 2 process(es), resumed here on 1" in line and "--nproc_per_node 2" in line
     assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"  # the run is left as it was
+
+
+@pytest.mark.slurm
+@requires_slurm
+def test_a_two_task_slurm_job_is_one_run_owned_by_rank_0(tmp_path, cache_dir):
+    """``hydra.launcher.tasks_per_node=2`` on the local cluster: submitit starts the job on two
+    tasks, they join as one gloo job (ranks from SLURM), rank 0 writes the run."""
+    out = run_cli(["-m", "seed=0", "hydra/launcher=slurm", "hydra.launcher.tasks_per_node=2",
+                   "hydra.launcher.cpus_per_task=1", "experiment_name=two_tasks", "method=grpo", "group_size=2",
+                   "geometry.max_steps=2", f"cache_dir={cache_dir}", *TINY], cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    sweep_dir = tmp_path / "outputs" / "sweeps" / "two_tasks"
+    (run_dir,) = [p.parent for p in sweep_dir.glob("*/run.json")]
+    assert state(run_dir)["status"] == "done" and state(run_dir)["world_size"] == 2
+    assert records(run_dir)[0]["train/geometry/world_size"] == 2
+    assert_one_record_per_step(run_dir, 2)
+    assert (run_dir / "run.log").read_text().count("▸ run —") == 1
+    assert [p.name for p in (sweep_dir / ".jobs").glob("*.json")] == ["0.json"]
+    # both tasks ran it: submitit keeps a log per task
+    assert len(list((sweep_dir / ".submitit").glob("*/*_1_log.err"))) == 1

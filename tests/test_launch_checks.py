@@ -96,6 +96,30 @@ def test_a_slurm_job_that_needs_a_gpu_must_request_one(overrides):
     sweep_check.check_slurm_job(launcher(gpus_per_node=0), typed(["model=smollm2-135m-instruct"]))  # a CPU job
 
 
+def test_a_gpu_job_on_several_slurm_tasks_asks_for_a_gpu_per_task():
+    cfg = typed(["model=qwen2.5-3b-instruct"])
+    with pytest.raises(UserError, match=r"tasks_per_node=4: one process per GPU.*gpus_per_node=4"):
+        sweep_check.check_slurm_job(launcher(gpus_per_node=1, tasks_per_node=4), cfg)
+    sweep_check.check_slurm_job(launcher(gpus_per_node=4, tasks_per_node=4), cfg)
+    sweep_check.check_slurm_job(launcher(gpus_per_task=1, tasks_per_node=4), cfg)
+    sweep_check.check_slurm_job(launcher(gpus_per_node=0, tasks_per_node=2), typed([]))  # CPU tasks: gloo
+
+
+def test_more_processes_than_gpus_on_a_node_is_refused(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(preflight, "cuda_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    with pytest.raises(UserError, match=r"4 processes on this node but 2 GPU\(s\) visible.*--nproc_per_node 2"):
+        preflight.check_accelerator(typed(["model=qwen2.5-3b-instruct"]))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two nodes of two
+    preflight.check_accelerator(typed(["model=qwen2.5-3b-instruct"]))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    preflight.check_accelerator(typed(["device=cpu"]))  # CPU processes need no GPU each
+
+
 def test_the_debug_partition_is_the_test_clusters_only(monkeypatch):
     monkeypatch.setattr(sweep_check, "cluster_name", lambda: "hpc")
     with pytest.raises(UserError, match="partition=debug is the local test cluster's"):

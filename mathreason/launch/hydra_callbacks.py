@@ -63,6 +63,28 @@ class ValidateConfig(Callback):
             fail(err)
 
 
+class JoinTasks(Callback):
+    """A sweep job on several SLURM tasks (``hydra.launcher.tasks_per_node`` > 1):
+    submitit runs the job once per task; each task takes its rank from SLURM
+    (``processes.adopt_slurm_tasks``), and the tasks other than rank 0 stop
+    writing to the job's log file (Hydra opened it for every task) and log
+    warnings only. Rank 0 owns the run as under torchrun."""
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        import logging
+
+        from mathreason import processes
+
+        processes.adopt_slurm_tasks()
+        if processes.is_main():
+            return
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(logging.WARNING)
+
+
 JOBS_DIR = ".jobs"  # one JSON record per finished job, written by the job itself
 
 
@@ -189,7 +211,9 @@ class ReportFailures(Callback):
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         from hydra.core.utils import JobStatus
 
-        if not _is_multirun(config):
+        from mathreason.processes import is_main
+
+        if not _is_multirun(config) or not is_main():  # a job on several tasks: rank 0 reports it
             return
         num = OmegaConf.select(config, "hydra.job.num")
         output_dir = Path(str(config.hydra.runtime.output_dir))

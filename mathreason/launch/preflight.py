@@ -46,7 +46,11 @@ def check_accelerator(typed: DictConfig) -> None:
     ``GPU_MODEL_SIZE_B`` or more on the CPU; ``device=cpu`` insists."""
     wants_gpu = gpu_requirements(typed)
     small_or_cpu = not (typed.device == "auto" and is_gpu_model(typed))
-    if (not wants_gpu and small_or_cpu) or cuda_available():
+    if cuda_available():
+        if typed.device != "cpu":
+            check_gpus_per_process()
+        return
+    if not wants_gpu and small_or_cpu:
         return
     if wants_gpu:
         raise UserError(
@@ -56,6 +60,24 @@ def check_accelerator(typed: DictConfig) -> None:
     raise UserError(f"model={typed.model.name} ({typed.model.size_b}B parameters, model.size_b) would run on the "
                     f"CPU in float32 with device=auto ({why_no_cuda() or 'no usable GPU'}); run it where a GPU "
                     "is, or pass device=cpu to insist")
+
+
+def check_gpus_per_process() -> None:
+    """A job on several processes puts one process on each GPU of a node (LOCAL_RANK):
+    more processes than GPUs would share one and run out of memory or deadlock NCCL."""
+    import os
+
+    from mathreason.processes import distributed
+
+    if not distributed():
+        return
+    import torch
+
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    count = torch.cuda.device_count()
+    if local > count:
+        raise UserError(f"{local} processes on this node but {count} GPU(s) visible: one process per GPU "
+                        f"(torchrun --nproc_per_node {count}, or hydra.launcher.tasks_per_node={count})")
 
 
 def looks_like_path(name: str) -> bool:

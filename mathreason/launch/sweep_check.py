@@ -74,6 +74,10 @@ def check_slurm_job(launcher: DictConfig, typed: DictConfig) -> None:
         raise UserError(f"{needs[0]} needs a GPU, but the SLURM launcher requests none "
                         f"(hydra.launcher.gpus_per_node={launcher.get('gpus_per_node')}); "
                         "add hydra.launcher.gpus_per_node=1")
+    tasks = int(launcher.get("tasks_per_node") or 1)
+    if needs and tasks > 1 and int(launcher.get("gpus_per_task") or 0) < 1 and requested_gpus(launcher) < tasks:
+        raise UserError(f"hydra.launcher.tasks_per_node={tasks}: one process per GPU, but the job asks for "
+                        f"{requested_gpus(launcher)} GPU(s) per node; set hydra.launcher.gpus_per_node={tasks}")
 
 
 def planned_generations(typed: DictConfig) -> tuple[int, int] | None:
