@@ -101,6 +101,31 @@ def test_two_process_eval_matches_one_process_item_for_item(tmp_path, cache_dir)
     assert records(runs[2])[0]["eval/mean@4"] == records(runs[1])[0]["eval/mean@4"]
 
 
+def test_two_process_dpo_mines_the_same_pairs_and_trains_the_same_steps(tmp_path, cache_dir):
+    """DPO on 2 processes: round 1 mines the same pairs as 1 process (sampling is seeded by
+    batch, and the batches are dealt out and gathered); dpo.batch_size is global, so the
+    same pairs make each optimizer step and DDP's averaged gradient equals one process's,
+    up to float summation order: the losses agree to 1e-4. The whole run (2 rounds) then
+    has the same steps and pair counts."""
+    args = ["method=dpo", "dpo.rounds=2", "dpo.epochs=1", "dpo.batch_size=4", "dpo.max_length=192",
+            "dpo.mining.max_questions=16", "dpo.mining.samples_per_question=4", "dpo.mining.batch_size=16",
+            "dpo.mining.max_new_tokens=48", "threads=1", "logger=none", "data.n_train=64", "data.n_eval=16",
+            "eval.max_samples=16", "eval.max_new_tokens=48", "eval.every_n_steps=0"]
+    runs = {n: tmp_path / f"n{n}" / "run" for n in (1, 2)}
+    for n, run_dir in runs.items():
+        done = launch(n, args, run_dir, cache_dir)
+        assert done.returncode == 0, done.stderr[-3000:]
+    pairs = [(runs[n] / "pairs" / "round_1.jsonl").read_text() for n in (1, 2)]
+    assert pairs[0] == pairs[1] and pairs[0].count("\n") >= 2
+    one, two = records(runs[1]), records(runs[2])
+    assert [r["step"] for r in two] == [r["step"] for r in one]
+    round_1 = int(json.loads((runs[1] / "checkpoints" / "round_1" / "done.json").read_text())["steps"])
+    first = {r["step"]: r["train/loss"] for r in one if "train/loss" in r and r["step"] <= round_1}
+    assert first and first == pytest.approx({r["step"]: r["train/loss"] for r in two
+                                             if "train/loss" in r and r["step"] <= round_1}, abs=1e-4)
+    assert [r.get("train/mining/pairs") for r in two] == [r.get("train/mining/pairs") for r in one]
+
+
 def worker_pids(torchrun: subprocess.Popen) -> dict[int, int]:
     """rank -> pid of torchrun's worker processes."""
     import psutil

@@ -90,6 +90,19 @@ def common_training_args(ctx: RunContext, section: DictConfig, skip: tuple[str, 
     return args
 
 
+def per_device_batch(batch_size: int, key: str) -> int:
+    """A method's batch size is the global one (examples per optimizer step, over all
+    processes of the job), as ``geometry.rollouts_per_step`` is; TRL's is per device."""
+    from mathreason.errors import UserError
+    from mathreason.processes import world_size
+
+    world = world_size()
+    if int(batch_size) % world:
+        raise UserError(f"{key}={batch_size}: examples per optimizer step over all {world} processes, "
+                        f"so it must divide by {world}")
+    return int(batch_size) // world
+
+
 def last_checkpoint(ctx: RunContext) -> str | None:
     """The newest complete ``checkpoints/checkpoint-N`` of this run (see
     :func:`find_checkpoint`)."""

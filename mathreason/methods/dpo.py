@@ -22,6 +22,7 @@ from mathreason.errors import UserError
 from mathreason.methods.common import (
     RunContext,
     common_training_args,
+    per_device_batch,
     run_summary,
     train_with_evals,
     trl_config,
@@ -119,7 +120,7 @@ def dpo_args(ctx: RunContext, round_no: int) -> dict[str, Any]:
     args.update(
         output_dir=str(DpoRounds(ctx.run_dir, cfg.rounds).dir(round_no)),
         num_train_epochs=float(cfg.epochs),
-        per_device_train_batch_size=int(cfg.batch_size),
+        per_device_train_batch_size=per_device_batch(cfg.batch_size, "dpo.batch_size"),
         gradient_accumulation_steps=int(cfg.grad_accum),
     )
     return args

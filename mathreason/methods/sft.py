@@ -17,6 +17,7 @@ from mathreason.errors import UserError
 from mathreason.methods.common import (
     RunContext,
     common_training_args,
+    per_device_batch,
     prepare_resume,
     run_summary,
     train_with_evals,
@@ -29,7 +30,8 @@ def sft_args(ctx: RunContext) -> dict[str, Any]:
     """Keyword arguments for SFTConfig."""
     section = ctx.cfg.sft
     args = common_training_args(ctx, section, skip=("epochs", "batch_size"))
-    args.update(num_train_epochs=float(section.epochs), per_device_train_batch_size=int(section.batch_size),
+    args.update(num_train_epochs=float(section.epochs),
+                per_device_train_batch_size=per_device_batch(section.batch_size, "sft.batch_size"),
                 completion_only_loss=True, packing=False)
     return args
 
@@ -58,10 +60,10 @@ def run(ctx: RunContext) -> dict[str, Any]:
     trainer.telemetry = telemetry
     telemetry.pending.update(count_parameters(trainer.model))
     quiet_trainer(trainer, "SFT", cfg.verbose)
-    steps = math.ceil(len(data) / args.per_device_train_batch_size) * args.num_train_epochs
+    steps = math.ceil(len(data) / cfg.sft.batch_size) * args.num_train_epochs
     phase("training", f"SFT on gold solutions, {len(data)} examples x {args.num_train_epochs:g} epochs "
-                      f"in batches of {args.per_device_train_batch_size} (~{steps:,.0f} steps), "
+                      f"in batches of {cfg.sft.batch_size} (~{steps:,.0f} steps), "
                       f"lr {args.learning_rate:g}")
     train_with_evals(trainer, ctx, checkpoint)
     trainer.save_model(str(ctx.run_dir / "final"))
-    return run_summary(ctx, {"examples_per_step": args.per_device_train_batch_size, **telemetry.train_totals})
+    return run_summary(ctx, {"examples_per_step": int(cfg.sft.batch_size), **telemetry.train_totals})
