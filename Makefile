@@ -8,7 +8,7 @@ comma := ,
 # where run dirs of long sweeps live (outside the work tree, so a re-run resumes them)
 CACHE_DIR ?= $(or $(MATHREASON_CACHE_DIR),$(HOME)/.cache/mathreason)
 
-.PHONY: help install install-gpu constraints test-unsloth-versions run test test-fast lint slurm-up slurm-down sweep-group-size sweep-grpo-vs-dpo sweep-reward-ablation repro-cpu report bench clean-outputs model-smollm2 repro-smollm2 miniature-dev repro-cpu-quick repro-cpu-1epoch
+.PHONY: help install install-gpu constraints test-unsloth-versions run test test-fast lint slurm-up slurm-down sweep-group-size sweep-grpo-vs-dpo sweep-reward-ablation repro-cpu report bench clean-outputs model-smollm2 repro-smollm2 miniature-dev grpo-vs-dpo-dev repro-cpu-quick repro-cpu-1epoch
 
 help:
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -113,6 +113,12 @@ clean-outputs: ## delete outputs/ and multirun/ (run dirs, sweeps); the model ca
 
 # The faithful miniature of "It Takes Two" (sweeps/miniature*.yaml): run dirs under the cache dir, outside the
 # work tree, so a re-run of the same target resumes (finished jobs are skipped).
+grpo-vs-dpo-dev: slurm-up ## GRPO vs DPO (#33), phase 1: 4 DPO settings and a 4th 16-GRPO lr on dev, reported with miniature-dev's runs
+	$(PYTHON) -m mathreason.prebuild --config-dir sweeps --config-name grpo_vs_dpo_dev
+	$(RUN) -m --config-dir sweeps --config-name grpo_vs_dpo_dev
+	rm -rf docs/results/grpo-vs-dpo-dev
+	$(PYTHON) -m mathreason.report $(CACHE_DIR)/sweeps/grpo_vs_dpo_dev $(CACHE_DIR)/sweeps/miniature_dev --out docs/results/grpo-vs-dpo-dev
+
 miniature-dev: slurm-up ## the miniature, phase 1: lrs and epochs chosen on dev (1 warm start, 1 seed), report into docs/results/miniature-dev
 	$(PYTHON) -m mathreason.prebuild --config-dir sweeps --config-name miniature_dev
 	$(RUN) -m --config-dir sweeps --config-name miniature_dev
