@@ -126,6 +126,29 @@ def test_two_process_dpo_mines_the_same_pairs_and_trains_the_same_steps(tmp_path
     assert [r.get("train/mining/pairs") for r in two] == [r.get("train/mining/pairs") for r in one]
 
 
+def test_two_process_lora_grpo_logs_one_wandb_run_and_sft_trains(tmp_path, cache_dir):
+    """LoRA GRPO on 2 processes with offline W&B: one W&B run (rank 0's) holding every step
+    once, one adapter saved; then SFT on 2 processes: the global batch gives 1 process's steps."""
+    from test_resume import wandb_history
+
+    lora = launch(2, [*TINY, "method=grpo", "group_size=2", "geometry.max_steps=2", "model.lora.enabled=true",
+                      "logger=wandb", "logger.mode=offline"], tmp_path / "lora" / "run", cache_dir)
+    assert lora.returncode == 0, lora.stderr[-3000:]
+    run_dir = tmp_path / "lora" / "run"
+    assert (run_dir / "final" / "adapter_config.json").is_file()
+    runs, history, _ = wandb_history(run_dir)
+    assert len(runs) == 1
+    steps = [h["train/global_step"] for h in history if "train/reward" in h or "eval/accuracy_strict" in h]
+    assert steps == [0, 1, 2, 2]
+
+    sft = launch(2, ["method=sft", "sft.batch_size=8", "sft.epochs=1", "threads=1", "logger=none", "data.n_train=64",
+                     "data.n_eval=16", "eval.max_samples=16", "eval.max_new_tokens=48"], tmp_path / "sft" / "run",
+                 cache_dir)
+    assert sft.returncode == 0, sft.stderr[-3000:]
+    steps = [r["step"] for r in records(tmp_path / "sft" / "run")]
+    assert steps == [*range(64 // 8 + 1), 64 // 8]  # baseline eval, 8 steps of 8 examples, final eval
+
+
 def worker_pids(torchrun: subprocess.Popen) -> dict[int, int]:
     """rank -> pid of torchrun's worker processes."""
     import psutil
