@@ -1,13 +1,7 @@
-"""Errors a user can cause, and how they end: one line on stderr, exit 2, no
-traceback (``fail``). ``HYDRA_FULL_ERROR=1`` (or ``MATHREASON_DEBUG=1``) shows the
-traceback instead.
-"""
+"""Errors a user can cause. How they end (one line on stderr, exit 2, no
+traceback) is ``mathreason.one_line.fail``."""
 
 from __future__ import annotations
-
-import os
-import re
-import sys
 
 
 class UserError(Exception):
@@ -42,81 +36,3 @@ class Terminated(KeyboardInterrupt):
     so it stops as Ctrl-C does: its state saved as interrupted, exit 143."""
 
     exit_code = 143
-
-
-# --------------------------------------------------------------------------
-# One line, exit 2
-
-
-def debug_mode() -> bool:
-    return os.environ.get("MATHREASON_DEBUG") == "1"
-
-
-_UNKNOWN_KEY = re.compile(r"Could not override '([^']+)'|^([\w.]+): unknown key")
-
-
-def known_keys() -> list[str]:
-    """Every key of the config schema (``grpo.learning_rate``, ...) and every config group."""
-    import dataclasses
-
-    import mathreason.config.schema as schema
-
-    def walk(cls, prefix: str) -> list[str]:
-        out = []
-        for f in dataclasses.fields(cls):
-            out.append(prefix + f.name)
-            sub = getattr(schema, str(f.type).split("|")[0].strip(), None)
-            if dataclasses.is_dataclass(sub):
-                out += walk(sub, f"{prefix}{f.name}.")
-        return out
-
-    return walk(schema.RootCfg, "") + ["experiment"]
-
-
-def suggest(key: str) -> str:
-    """'; did you mean X?' for a mistyped key, else ''."""
-    import difflib
-
-    section, _, rest = key.partition(".extra.")
-    if rest and section in ("grpo", "dpo", "sft"):  # a TRL field not in the YAML: Hydra adds new keys only with +
-        return f"; {section}.extra takes any other TRL field with a leading +: +{key}=..."
-    keys = known_keys()
-    if key in keys:  # a real key whose section this composition lacks (grpo.* under method=eval)
-        section = key.split(".")[0]
-        return f"; the {section} section comes with method={section}" if section in ("grpo", "dpo", "sft") else ""
-    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.75)
-    return f"; did you mean {close[0]}?" if close else ""
-
-
-def one_line(err: BaseException) -> str:
-    """The first meaningful part of an error message, on one line. A
-    mistyped key gets the closest existing key, not Hydra's advice to add it."""
-    text = str(err).split("Config search path")[0]
-    unknown = _UNKNOWN_KEY.search(text)
-    if unknown:
-        key = unknown[1] or unknown[2]
-        known = key in known_keys()
-        return f"{key}: {'not in this composition' if known else 'unknown key'}{suggest(key)}"
-    text = re.sub(r"\s*\n\s*", "; ", text.strip())
-    text = re.sub(r"(; )+", "; ", text).replace("\t", " ")
-    text = " ".join(text.split()).replace(":; ", ": ").rstrip(";")
-    return text or type(err).__name__
-
-
-def end_bar_line() -> None:
-    tqdm = sys.modules.get("tqdm")
-    if tqdm is not None and getattr(tqdm.tqdm, "_instances", None):
-        sys.stderr.write("\n")  # end an open progress bar's line first
-
-
-def fail(err: BaseException) -> None:
-    """Report a user error in one line and exit 2 (raise it in debug mode)."""
-    from mathreason.processes import is_main
-
-    if debug_mode():
-        raise err
-    if is_main():  # a job on several processes: rank 0 says it once
-        end_bar_line()
-        sys.stderr.write(f"error: {one_line(err)}\n")
-        sys.stderr.flush()
-    raise SystemExit(UserError.exit_code)

@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mathreason import processes
 from mathreason.console import EVAL_LINES, phase, quiet_libraries
-from mathreason.errors import Interrupted, UserError, fail, one_line
+from mathreason.errors import Interrupted, UserError
+from mathreason.one_line import fail, one_line
 from mathreason.records import CONFIG_FILE, package_versions
 from mathreason.records.run_dir import (
     check_reuse,

@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from mathreason.errors import UserError, fail
+    from mathreason.errors import UserError
+    from mathreason.one_line import fail
 
     parser = argparse.ArgumentParser(prog="python -m mathreason.prebuild", description="Build (once) the tiny model a config composes, with every core; print its directory.")
     parser.add_argument("--config-dir", default=None, help="a directory of primary configs, as for mathreason.run")

@@ -16,7 +16,8 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mathreason.errors import UserError, debug_mode, end_bar_line, fail
+from mathreason.errors import UserError
+from mathreason.one_line import debug_mode, end_bar_line, fail
 from mathreason.records.run_dir import slug
 
 OmegaConf.register_new_resolver("mr_slug", slug, replace=True)

@@ -17,7 +17,8 @@ import sys
 from typing import Any
 
 from mathreason import records as R
-from mathreason.errors import UserError, fail
+from mathreason.errors import UserError
+from mathreason.one_line import fail
 from mathreason.scoring.rewards import REWARD_FUNCS
 
 STEP_AXIS = R.STEP_AXIS  # transformers' WandbCallback logs every record against it

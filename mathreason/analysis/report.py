@@ -370,7 +370,7 @@ def build_report(paths: list[Path], out: Path, frac: float = 0.9, n_resamples: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mathreason.errors import fail
+    from mathreason.one_line import fail
 
     parser = argparse.ArgumentParser(prog="python -m mathreason.report", description=__doc__.split("\n\n")[1])
     parser.add_argument("paths", nargs="+", type=Path, help="sweep dirs (outputs/sweeps/<name>) or run dirs")

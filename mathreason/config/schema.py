@@ -497,3 +497,41 @@ def conflicts(typed: DictConfig, check: _Checker) -> None:
                "rollout.engine=vllm for TRL's own vLLM)" if typed.model.backend == "unsloth"
                else f"only the unsloth backend has it (model.backend={typed.model.backend})")
         raise UserError(f"{check.shown('model.fast_inference', True)} has no effect: {why}")
+
+
+# --------------------------------------------------------------------------
+# Mistyped keys
+
+
+def known_keys() -> list[str]:
+    """Every key of the config schema (``grpo.learning_rate``, ...) and every config group."""
+    import dataclasses
+    import sys
+
+    schema = sys.modules[__name__]
+
+    def walk(cls, prefix: str) -> list[str]:
+        out = []
+        for f in dataclasses.fields(cls):
+            out.append(prefix + f.name)
+            sub = getattr(schema, str(f.type).split("|")[0].strip(), None)
+            if dataclasses.is_dataclass(sub):
+                out += walk(sub, f"{prefix}{f.name}.")
+        return out
+
+    return walk(schema.RootCfg, "") + ["experiment"]
+
+
+def suggest_key(key: str) -> str:
+    """'; did you mean X?' for a mistyped key, else ''."""
+    import difflib
+
+    section, _, rest = key.partition(".extra.")
+    if rest and section in ("grpo", "dpo", "sft"):  # a TRL field not in the YAML: Hydra adds new keys only with +
+        return f"; {section}.extra takes any other TRL field with a leading +: +{key}=..."
+    keys = known_keys()
+    if key in keys:  # a real key whose section this composition lacks (grpo.* under method=eval)
+        section = key.split(".")[0]
+        return f"; the {section} section comes with method={section}" if section in ("grpo", "dpo", "sft") else ""
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.75)
+    return f"; did you mean {close[0]}?" if close else ""

@@ -24,7 +24,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from mathreason.errors import UserError, fail
+from mathreason.errors import UserError
+from mathreason.one_line import fail
 from mathreason.records import FAILURES_FILE
 
 

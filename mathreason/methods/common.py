@@ -286,7 +286,8 @@ def eval_change(run_dir: Path, single: bool = False) -> dict[str, Any]:
 def trl_config(cls: type, args: dict[str, Any], section: str):
     """TRL's config object (GRPOConfig, DPOConfig), built with TRL's own checks;
     a value it refuses is a user error naming the config section."""
-    from mathreason.errors import UserError, one_line
+    from mathreason.errors import UserError
+    from mathreason.one_line import one_line
 
     try:
         return cls(**args)
