@@ -113,7 +113,7 @@ clean-outputs: ## delete outputs/ and multirun/ (run dirs, sweeps); the model ca
 
 # The faithful miniature of "It Takes Two" (sweeps/miniature*.yaml): run dirs under the cache dir, outside the
 # work tree, so a re-run of the same target resumes (finished jobs are skipped).
-grpo-vs-dpo-dev: slurm-up ## GRPO vs DPO (#33), phase 1: 4 DPO settings and a 4th 16-GRPO lr on dev, reported with miniature-dev's runs
+grpo-vs-dpo-dev: slurm-up ## GRPO vs DPO, phase 1: 6 DPO settings and 3 more 16-GRPO lrs on dev, reported with miniature-dev's 3
 	$(PYTHON) -m mathreason.prebuild --config-dir sweeps --config-name grpo_vs_dpo_dev
 	$(RUN) -m --config-dir sweeps --config-name grpo_vs_dpo_dev
 	rm -rf docs/results/grpo-vs-dpo-dev
