@@ -25,6 +25,8 @@ from mathreason.records.run_dir import (
     check_reuse,
     claim,
     comparable_config,
+    holds_another_run,
+    owned_by_another,
     read_state,
     release,
     remove_created,
@@ -125,8 +127,8 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         preflight(typed)  # imports Unsloth first where the backend is unsloth (it patches TRL as it loads)
         train_rows, eval_rows, final_split_rows = load_rows(typed, run_dir, write=main)
     except UserError as err:
-        if not main:
-            return _user_error(err, multirun)
+        if not main or owned_by_another(run_dir) or holds_another_run(run_dir, typed):
+            return _user_error(err, multirun)  # not this job's run dir to record in: touch nothing
         if multirun or read_state(run_dir) is not None:
             # keep the job's record: a sweep reports it, a resumable run keeps its work
             record = {} if typed is None else {"config": scrub_secrets(comparable_config(typed))}

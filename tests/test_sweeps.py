@@ -358,3 +358,30 @@ def test_report_from_a_real_sweep(tmp_path, cache_dir):
         image = matplotlib.image.imread(tmp_path / "rep" / f"{name}.png")
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
     assert "| grpo G=2" in (tmp_path / "rep" / "results.md").read_text()
+
+
+@pytest.mark.parametrize("case", ["in use", "another run"])
+def test_a_sweep_job_refused_a_run_dir_leaves_its_record_alone(tmp_path, case):
+    """A second sweep into a job's run dir while that job runs (its lock held), or a job whose
+    dir holds another config's run: the job fails in one line and run.json stays as it was
+    (it used to be rewritten as 'failed', with this job's config)."""
+    run_dir = tmp_path / "sweep" / "job"
+    run_dir.mkdir(parents=True)
+    record = {"status": "running", "config": {"seed": 12345}, "overrides": ["seed=12345"]}
+    (run_dir / "run.json").write_text(json.dumps(record))
+    holder = None
+    if case == "in use":
+        holder = subprocess.Popen([sys.executable, "-c", (
+            "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'pid 1 on elsewhere'); print('locked', flush=True); "
+            "time.sleep(120)"), str(run_dir / "run.lock")], stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline().strip() == "locked"
+    try:
+        out = run_cli(["-m", "seed=0", f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.sweep.subdir=job", *TINY],
+                      cwd=tmp_path)
+    finally:
+        if holder is not None:
+            holder.kill()
+    assert out.returncode != 0
+    assert ("is in use by" if case == "in use" else "holds another run") in out.stderr
+    assert json.loads((run_dir / "run.json").read_text()) == record

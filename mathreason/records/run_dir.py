@@ -162,6 +162,28 @@ def claim(run_dir: str | Path) -> Path:
     return run_dir
 
 
+def owned_by_another(run_dir: str | Path) -> bool:
+    """Whether another process holds ``run_dir``'s lock (a run still running there)."""
+    run_dir = Path(run_dir).absolute()
+    path = run_dir / LOCK_FILE
+    if run_dir in _LOCKS or not path.exists():
+        return False
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # drops the lock if it was taken here
+    return False
+
+
+def holds_another_run(run_dir: str | Path, cfg: DictConfig | None) -> bool:
+    """Whether ``run_dir``'s run.json records a run of another config than ``cfg``."""
+    state = read_state(Path(run_dir))
+    return bool(state and cfg is not None and _diff_keys(state.get("config", {}), comparable_config(cfg)))
+
+
 def release(run_dir: str | Path) -> None:
     fd = _LOCKS.pop(Path(run_dir).absolute(), None)
     if fd is not None:
