@@ -237,3 +237,40 @@ def test_a_two_task_slurm_job_is_one_run_owned_by_rank_0(tmp_path, cache_dir):
     assert [p.name for p in (sweep_dir / ".jobs").glob("*.json")] == ["0.json"]
     # both tasks ran it: submitit keeps a log per task
     assert len(list((sweep_dir / ".submitit").glob("*/*_1_log.err"))) == 1
+
+
+def test_killing_a_two_process_dpo_run_after_round_1_resumes_at_round_2(tmp_path, cache_dir):
+    """SIGKILL rank 1 once round 1 is recorded done: the same command resumes at round 2 on
+    both ranks (rank 0 reads the round records and broadcasts the resume point) and ends with
+    the records of an uninterrupted 2-process run."""
+    args = ["method=dpo", "dpo.rounds=2", "dpo.epochs=1", "dpo.batch_size=4", "dpo.max_length=192",
+            "dpo.mining.max_questions=16", "dpo.mining.samples_per_question=4", "dpo.mining.batch_size=16",
+            "dpo.mining.max_new_tokens=48", "threads=1", "logger=none", "data.n_train=64", "data.n_eval=16",
+            "eval.max_samples=16", "eval.max_new_tokens=48", "eval.every_n_steps=0"]
+    run_dir = tmp_path / "killed" / "run"
+    run_dir.parent.mkdir(parents=True)
+    proc = subprocess.Popen(command(2, [*args, f"hydra.run.dir={run_dir}"]), cwd=run_dir.parent,
+                            env=env(cache_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not (run_dir / "checkpoints" / "round_1" / "done.json").is_file():
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "round 1 not done within 600 s"
+            time.sleep(0.05)
+        os.kill(worker_pids(proc)[1], signal.SIGKILL)
+        proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    if state(run_dir)["status"] == "done":
+        pytest.skip("the run finished before the kill landed")
+    again = launch(2, args, run_dir, cache_dir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "dpo resume: 1 of 2 rounds complete" in (run_dir / "run.log").read_text()
+    reference = launch(2, args, tmp_path / "reference" / "run", cache_dir)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    for key in ("train/loss", "train/mining/pairs", "eval/accuracy_strict"):
+        got = {r["step"]: r[key] for r in records(run_dir) if key in r}
+        want = {r["step"]: r[key] for r in records(tmp_path / "reference" / "run") if key in r}
+        assert got == pytest.approx(want, abs=1e-4), key
