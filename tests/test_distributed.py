@@ -274,3 +274,40 @@ def test_killing_a_two_process_dpo_run_after_round_1_resumes_at_round_2(tmp_path
         got = {r["step"]: r[key] for r in records(run_dir) if key in r}
         want = {r["step"]: r[key] for r in records(tmp_path / "reference" / "run") if key in r}
         assert got == pytest.approx(want, abs=1e-4), key
+
+
+@pytest.mark.slurm
+@requires_slurm
+def test_a_preempted_two_task_slurm_job_is_requeued_and_resumes(tmp_path, cache_dir):
+    """A 2-task job preempted once it holds a checkpoint (``scancel --signal=USR2``): rank 0
+    checkpoints and requeues through submitit, the requeued job's two tasks resume from the last
+    checkpoint and finish with one record per step."""
+    from test_sweeps import job_dirs, popen_cli, submitit_job_ids, wait_for
+
+    max_steps = 30
+    sweep_dir = tmp_path / "outputs" / "sweeps" / "two_tasks_preempt"
+    proc = popen_cli(["-m", "seed=0", "hydra/launcher=slurm", "hydra.launcher.tasks_per_node=2",
+                      "hydra.launcher.cpus_per_task=1", "experiment_name=two_tasks_preempt", "method=grpo",
+                      "group_size=2", "checkpoint.every_n_steps=2", f"geometry.max_steps={max_steps}",
+                      f"cache_dir={cache_dir}", *TINY], tmp_path)
+    try:
+        (job_id,) = wait_for(lambda: (sweep_dir / ".submitit").is_dir() and submitit_job_ids(sweep_dir) or None,
+                             120, "the SLURM job", proc)
+        run_dir = wait_for(lambda: next((d for d in job_dirs(sweep_dir) if complete_checkpoints(d)), None),
+                           600, "a checkpoint", proc, every=0.1)
+        signalled_at = max(complete_checkpoints(run_dir))
+        subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
+        out, err = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            subprocess.run(["scancel", *submitit_job_ids(sweep_dir)], timeout=30)
+    assert proc.returncode == 0, out[-2000:] + err[-3000:]
+    log = (run_dir / "run.log").read_text()
+    assert log.count(" (new, ") == 1 and log.count(" (resuming, ") == 1, log
+    (step,) = resumed_from(log)
+    assert signalled_at <= step < max_steps
+    assert state(run_dir)["status"] == "done" and state(run_dir)["world_size"] == 2
+    assert_one_record_per_step(run_dir, max_steps)
+    text = (sweep_dir / ".submitit" / job_id / f"{job_id}_0_log.out").read_text()
+    assert f"Requeued job {job_id}" in text, text[-3000:]
