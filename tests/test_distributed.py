@@ -282,17 +282,20 @@ def test_a_preempted_two_task_slurm_job_is_requeued_and_resumes(tmp_path, cache_
     """A 2-task job preempted once it holds a checkpoint (``scancel --signal=USR2``): rank 0
     checkpoints and requeues through submitit, the requeued job's two tasks resume from the last
     checkpoint and finish with one record per step."""
-    from test_sweeps import job_dirs, popen_cli, submitit_job_ids, wait_for
+    from test_sweeps import job_dirs, popen_cli, wait_for
 
-    max_steps = 30
+    max_steps = 150  # long enough that the signal lands while the job still trains
     sweep_dir = tmp_path / "outputs" / "sweeps" / "two_tasks_preempt"
     proc = popen_cli(["-m", "seed=0", "hydra/launcher=slurm", "hydra.launcher.tasks_per_node=2",
                       "hydra.launcher.cpus_per_task=1", "experiment_name=two_tasks_preempt", "method=grpo",
                       "group_size=2", "checkpoint.every_n_steps=2", f"geometry.max_steps={max_steps}",
                       f"cache_dir={cache_dir}", *TINY], tmp_path)
     try:
-        (job_id,) = wait_for(lambda: (sweep_dir / ".submitit").is_dir() and submitit_job_ids(sweep_dir) or None,
-                             120, "the SLURM job", proc)
+        def submitted() -> list[str] | None:  # one job: submitit names its folder by the plain job id
+            folder = sweep_dir / ".submitit"
+            return [p.name for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else None
+
+        (job_id,) = wait_for(submitted, 120, "the SLURM job", proc)
         run_dir = wait_for(lambda: next((d for d in job_dirs(sweep_dir) if complete_checkpoints(d)), None),
                            600, "a checkpoint", proc, every=0.1)
         signalled_at = max(complete_checkpoints(run_dir))
@@ -301,7 +304,7 @@ def test_a_preempted_two_task_slurm_job_is_requeued_and_resumes(tmp_path, cache_
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-            subprocess.run(["scancel", *submitit_job_ids(sweep_dir)], timeout=30)
+            subprocess.run(["scancel", *(submitted() or [])], timeout=30)
     assert proc.returncode == 0, out[-2000:] + err[-3000:]
     log = (run_dir / "run.log").read_text()
     assert log.count(" (new, ") == 1 and log.count(" (resuming, ") == 1, log
