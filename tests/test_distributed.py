@@ -24,6 +24,10 @@ from test_sweeps import TINY, assert_one_record_per_step, complete_checkpoints, 
 
 pytestmark = pytest.mark.slow
 
+DPO = ["method=dpo", "dpo.rounds=2", "dpo.epochs=1", "dpo.batch_size=4", "dpo.max_length=192",
+       "dpo.mining.max_questions=16", "dpo.mining.samples_per_question=4", "dpo.mining.batch_size=16",
+       "dpo.mining.max_new_tokens=48", "threads=1", "logger=none", "data.n_train=64", "data.n_eval=16",
+       "eval.max_samples=16", "eval.max_new_tokens=48", "eval.every_n_steps=0"]
 GRPO = [*TINY, "method=grpo", "group_size=2", "geometry.max_steps=3", "eval.num_samples=4", "eval.batch_size=4"]
 
 
@@ -107,10 +111,7 @@ def test_two_process_dpo_mines_the_same_pairs_and_trains_the_same_steps(tmp_path
     same pairs make each optimizer step and DDP's averaged gradient equals one process's,
     up to float summation order: the losses agree to 1e-4. The whole run (2 rounds) then
     has the same steps and pair counts."""
-    args = ["method=dpo", "dpo.rounds=2", "dpo.epochs=1", "dpo.batch_size=4", "dpo.max_length=192",
-            "dpo.mining.max_questions=16", "dpo.mining.samples_per_question=4", "dpo.mining.batch_size=16",
-            "dpo.mining.max_new_tokens=48", "threads=1", "logger=none", "data.n_train=64", "data.n_eval=16",
-            "eval.max_samples=16", "eval.max_new_tokens=48", "eval.every_n_steps=0"]
+    args = DPO
     runs = {n: tmp_path / f"n{n}" / "run" for n in (1, 2)}
     for n, run_dir in runs.items():
         done = launch(n, args, run_dir, cache_dir)
@@ -163,30 +164,35 @@ def worker_pids(torchrun: subprocess.Popen) -> dict[int, int]:
             out[int(rank)] = child.pid
     return out
 
-
-def test_killing_one_rank_then_rerunning_resumes_like_an_uninterrupted_run(tmp_path, cache_dir):
-    """SIGKILL rank 1 once two checkpoints exist: torchrun stops rank 0 (SIGTERM: run.json
-    ``interrupted``, exit 143 there); the same command resumes from the last checkpoint on
-    both ranks and ends with the records of an uninterrupted 2-process run."""
-    args = [*TINY, "method=grpo", "group_size=2", "geometry.max_steps=5", "checkpoint.every_n_steps=2"]
-    run_dir = tmp_path / "killed" / "run"
-    run_dir.parent.mkdir(parents=True)
+def kill_rank_1_when(ready, what: str, args: list[str], run_dir: Path, cache_dir: Path) -> None:
+    """Start a 2-process run, SIGKILL its rank 1 as soon as ``ready()``, wait for torchrun to end."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(command(2, [*args, f"hydra.run.dir={run_dir}"]), cwd=run_dir.parent,
                             env=env(cache_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 600
-        while len(complete_checkpoints(run_dir)) < 2:
+        while not ready():
             assert proc.poll() is None, proc.stdout.read()[-3000:]
-            assert time.monotonic() < deadline, "no second checkpoint within 600 s"
-            time.sleep(0.1)
+            assert time.monotonic() < deadline, f"no {what} within 600 s"
+            time.sleep(0.05)
         os.kill(worker_pids(proc)[1], signal.SIGKILL)
-        output = proc.communicate(timeout=300)[0]
+        proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode != 0
-    assert state(run_dir)["status"] == "interrupted", output[-3000:]
+
+
+
+def test_killing_one_rank_then_rerunning_resumes_like_an_uninterrupted_run(tmp_path, cache_dir):
+    """SIGKILL rank 1 once two checkpoints exist: torchrun stops rank 0 (SIGTERM: run.json
+    ``interrupted``, exit 143 there); the same command resumes from the last checkpoint on
+    both ranks and ends with the records of an uninterrupted 2-process run."""
+    args = [*TINY, "method=grpo", "group_size=2", "geometry.max_steps=8", "checkpoint.every_n_steps=2"]
+    run_dir = tmp_path / "killed" / "run"  # killed at step 4 or 5 of 8: well before the end
+    kill_rank_1_when(lambda: len(complete_checkpoints(run_dir)) >= 2, "second checkpoint", args, run_dir, cache_dir)
+    assert state(run_dir)["status"] == "interrupted"
     assert "run the same command again to resume" in state(run_dir)["error"]
     kept = complete_checkpoints(run_dir)[-1]
 
@@ -194,7 +200,7 @@ def test_killing_one_rank_then_rerunning_resumes_like_an_uninterrupted_run(tmp_p
     assert again.returncode == 0, again.stderr[-3000:]
     assert resumed_from((run_dir / "run.log").read_text()) == [kept]
     assert state(run_dir)["status"] == "done"
-    assert_one_record_per_step(run_dir, 5)
+    assert_one_record_per_step(run_dir, 8)
 
     reference = launch(2, args, tmp_path / "reference" / "run", cache_dir)
     assert reference.returncode == 0, reference.stderr[-3000:]
@@ -243,26 +249,10 @@ def test_killing_a_two_process_dpo_run_after_round_1_resumes_at_round_2(tmp_path
     """SIGKILL rank 1 once round 1 is recorded done: the same command resumes at round 2 on
     both ranks (rank 0 reads the round records and broadcasts the resume point) and ends with
     the records of an uninterrupted 2-process run."""
-    args = ["method=dpo", "dpo.rounds=2", "dpo.epochs=1", "dpo.batch_size=4", "dpo.max_length=192",
-            "dpo.mining.max_questions=16", "dpo.mining.samples_per_question=4", "dpo.mining.batch_size=16",
-            "dpo.mining.max_new_tokens=48", "threads=1", "logger=none", "data.n_train=64", "data.n_eval=16",
-            "eval.max_samples=16", "eval.max_new_tokens=48", "eval.every_n_steps=0"]
+    args = DPO
     run_dir = tmp_path / "killed" / "run"
-    run_dir.parent.mkdir(parents=True)
-    proc = subprocess.Popen(command(2, [*args, f"hydra.run.dir={run_dir}"]), cwd=run_dir.parent,
-                            env=env(cache_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 600
-        while not (run_dir / "checkpoints" / "round_1" / "done.json").is_file():
-            assert proc.poll() is None, proc.stdout.read()[-3000:]
-            assert time.monotonic() < deadline, "round 1 not done within 600 s"
-            time.sleep(0.05)
-        os.kill(worker_pids(proc)[1], signal.SIGKILL)
-        proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    kill_rank_1_when(lambda: (run_dir / "checkpoints" / "round_1" / "done.json").is_file(), "round 1", args,
+                     run_dir, cache_dir)
     if state(run_dir)["status"] == "done":
         pytest.skip("the run finished before the kill landed")
     again = launch(2, args, run_dir, cache_dir)
