@@ -85,7 +85,7 @@ def generate_completions(
     finally:
         tokenizer.padding_side = side
         model.train(was_training)
-    for part in processes.all_gather(results) if processes.distributed() else ():
+    for part in processes.all_gather(results):  # one process: its own results
         results.update(part)
     return [results[i] for i in range(len(texts))]
 
