@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,13 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         wandb_run.finish()
         raise
     except BaseException as err:
+        if processes.lost_another_process(err):  # before torchrun's SIGTERM reached this rank
+            line = f"another process of this job stopped ({peer_error(err)}); {interrupted_line(run_dir)}"
+            write_state(run_dir, status="interrupted", error=line)
+            wandb_run.finish()
+            if multirun:
+                raise
+            raise Interrupted(line, 1) from None
         write_state(run_dir, status="failed", error=f"{type(err).__name__}: {err}")
         wandb_run.finish()
         raise
@@ -208,7 +216,17 @@ def _join_run(typed: DictConfig, run_dir: Path, overrides: list[str], train_rows
         METHODS[typed.method](ctx)
     except KeyboardInterrupt as err:  # torchrun tears the job down with SIGTERM when a rank fails
         raise Interrupted("", getattr(err, "exit_code", Interrupted.exit_code)) from None
+    except RuntimeError as err:
+        if processes.lost_another_process(err):  # rank 0 or a peer died first; rank 0 records it
+            raise Interrupted("", 1) from None
+        raise
     return {}
+
+
+def peer_error(err: BaseException) -> str:
+    """The gist of a collective's failure: "Read error [127.0.0.1]:2479: Connection reset
+    by peer", without gloo's source path and advice."""
+    return re.sub(r"^\[[^\]]*\]\s*", "", one_line(err)).split(". ")[0][:200]
 
 
 def stop_on_sigterm() -> None:

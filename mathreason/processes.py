@@ -108,6 +108,21 @@ def barrier() -> None:
         dist.barrier()
 
 
+def lost_another_process(err: BaseException) -> bool:
+    """Whether ``err`` is a collective step failing because another process of the job
+    died (gloo: "Connection reset/closed by peer", a plain RuntimeError; NCCL and the
+    store: torch.distributed's DistError). Rank 0 then records the run as interrupted,
+    as when torchrun's SIGTERM reaches it first."""
+    if not distributed() or not isinstance(err, RuntimeError):
+        return False
+    import torch.distributed as dist
+
+    if isinstance(err, getattr(dist, "DistError", ())):
+        return True
+    text = str(err)
+    return "gloo" in text or "by peer" in text
+
+
 class OtherRankFailed(Exception):
     """Raised on the ranks other than 0 when rank 0 failed where they waited on it;
     rank 0 reports the error, they exit quietly with the same kind of status."""

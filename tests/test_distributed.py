@@ -210,6 +210,48 @@ def test_killing_one_rank_then_rerunning_resumes_like_an_uninterrupted_run(tmp_p
         assert got == pytest.approx(want), key
 
 
+def test_rank_0_records_a_peer_lost_in_a_collective_as_interrupted(tmp_path, cache_dir):
+    """Without torchrun nobody sends rank 0 a SIGTERM: when rank 1 dies, rank 0 meets it as a
+    failed collective (gloo: "Connection reset by peer"). It records the run as interrupted,
+    says which process stopped and how to resume, and the same command resumes."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [*TINY, "method=grpo", "group_size=2", "geometry.max_steps=8", "checkpoint.every_n_steps=2"]
+    run_dir = tmp_path / "run"
+    procs = [subprocess.Popen([sys.executable, "-m", "mathreason.run", *args, f"hydra.run.dir={run_dir}"],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**env(cache_dir), "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2",
+                                   "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+             for r in (0, 1)]
+    try:
+        deadline = time.monotonic() + 600
+        while len(complete_checkpoints(run_dir)) < 1:
+            assert procs[0].poll() is None, procs[0].stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint within 600 s"
+            time.sleep(0.05)
+        procs[1].kill()
+        out, _ = procs[0].communicate(timeout=300)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert procs[0].returncode == 1, out[-3000:]
+    assert state(run_dir)["status"] == "interrupted"
+    error = state(run_dir)["error"]
+    assert error.startswith("another process of this job stopped (") and "by peer" in error
+    assert "run the same command again to resume from checkpoints/" in error
+    assert out.strip().splitlines()[-1] == error  # the console's last line, no traceback
+    assert "Traceback" not in out
+
+    again = launch(2, args, run_dir, cache_dir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert state(run_dir)["status"] == "done"
+    assert_one_record_per_step(run_dir, 8)
+
+
 def test_resuming_on_another_number_of_processes_is_refused_in_one_line(tmp_path, cache_dir):
     args = [*TINY, "method=grpo", "group_size=2", "geometry.max_steps=2", "checkpoint.every_n_steps=1"]
     run_dir = tmp_path / "run"
