@@ -16,7 +16,7 @@ from helpers import ROOT, compose_sweep_job
 from omegaconf import OmegaConf
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
-EXPERIMENTS = ("repro_cpu", "miniature_dev", "miniature", "grpo_vs_dpo_dev")  # the sweeps behind committed results
+EXPERIMENTS = ("repro_cpu", "miniature_dev", "miniature", "grpo_vs_dpo_dev", "grpo_vs_dpo")  # the sweeps behind committed results
 MACHINE_KEYS = ("hydra", "cache_dir", "threads", "device", "logger", "verbose")
 
 
