@@ -19,7 +19,7 @@ from mathreason.analysis.runs import group_arms, items_frame, load_runs
 N = 40
 SPEC = yaml_value("model/tiny.yaml", "tiny")
 # accuracy of each arm's final eval (and 0.5 at step 0), per split
-ACC = {"baseline": 0.5, "g16": 0.8, "g2": 0.7, "sft": 0.6}
+ACC = {"baseline": 0.5, "g16": 0.8, "g2": 0.7, "sft": 0.6, "dpo": 0.65}
 
 
 def _eval(path: Path, acc: float, rng: np.random.Generator, samples: int = 0) -> list[bool]:
@@ -40,7 +40,7 @@ def _eval(path: Path, acc: float, rng: np.random.Generator, samples: int = 0) ->
 def _run(root: Path, arm: str, ws: int, seed: int) -> Path:
     run_dir = root / f"arm={arm},ws={ws},seed={seed}"
     run_dir.mkdir(parents=True)
-    method = {"baseline": "eval", "sft": "sft"}.get(arm, "grpo")
+    method = {"baseline": "eval", "sft": "sft", "dpo": "dpo"}.get(arm, "grpo")
     group = {"g16": 16, "g2": 2}.get(arm)
     spec = {**SPEC, "init_seed": ws, "warm_start": {**SPEC["warm_start"], "seed": 1000 + ws}}
     config = {"seed": seed, "method": method, "model": {"name": "tiny", "tiny": spec},
@@ -48,12 +48,13 @@ def _run(root: Path, arm: str, ws: int, seed: int) -> Path:
               "reward": {"name": "correctness", "functions": {"correctness": 1.0}},
               "eval": {"final_splits": ["ood"]},
               **({"group_size": group, "grpo": {"learning_rate": 3e-5}} if group else {}),
-              **({"sft": {"learning_rate": 1e-4}} if method == "sft" else {})}
+              **({"sft": {"learning_rate": 1e-4}} if method == "sft" else {}),
+              **({"dpo": {"learning_rate": 1.5e-5, "beta": 0.1}} if method == "dpo" else {})}
     state = {"status": "done", "method": method, "config": config, "summary": {}, "started": 0.0,
              "finished": 100.0, "versions": {"torch": "2.13.0"}}
     (run_dir / records.STATE_FILE).write_text(json.dumps(state))
     rng = np.random.default_rng(100 * ws + 10 * seed + len(arm))
-    last = {"g16": 40, "g2": 5, "sft": 40}.get(arm, 0)
+    last = {"g16": 40, "g2": 5, "sft": 40, "dpo": 36 + seed + 2 * ws}.get(arm, 0)  # DPO's steps vary by run
     evals = {0: 0.5} if last == 0 else {0: 0.5, last // 2: ACC[arm] - 0.01, last - 1: ACC[arm], last: ACC[arm]}
     per_step = 64
     lines = []
@@ -88,7 +89,7 @@ def miniature(tmp_path_factory) -> Path:
 def test_arms_pool_warm_starts_and_the_items_name_them(miniature):
     runs, _ = load_runs([miniature], warn=lambda m: None)
     arms = group_arms(runs, warn=lambda m: None)
-    assert sorted(a.label for a in arms) == ["baseline", "grpo G=16", "grpo G=2", "sft"]
+    assert sorted(a.label for a in arms) == ["baseline", "dpo", "grpo G=16", "grpo G=2", "sft"]
     assert {len(a.warm_starts) for a in arms} == {2} and {len(a.replicates) for a in arms} == {4}
     items = items_frame(arms, final_splits=True)
     assert list(items.columns[:9]) == ["arm", "warm_start", "seed", "split", "phase", "step", "item_id", "chain_id",
@@ -119,5 +120,14 @@ def test_the_report_gives_nested_intervals_ratios_and_a_row_per_warm_start(minia
     assert {"greedy gain ratio, equal epochs", "mean@k absolute ratio, equal epochs", "pass@k",
             "wall-clock ratio, whole run", "greedy difference"} <= estimates
     assert any(e.startswith("plateau") for e in estimates)
+    # methods against each other: a difference of finals (the same start on the same items)
+    diff = table[(table["split"] == "test") & (table["estimate"] == "greedy difference")]
+    pairs = {(r.arm, r.versus): r for r in diff.itertuples()}
+    assert set(pairs) == {("grpo G=16", "dpo"), ("grpo G=2", "dpo"), ("grpo G=16", "sft"), ("grpo G=2", "sft"),
+                          ("dpo", "sft")}
+    assert pairs["grpo G=16", "dpo"].mean == pytest.approx(final("grpo G=16", "test") - final("dpo", "test"))
+    # DPO's evals sit at other steps in every run: its plateau check pairs them by order
+    plateau = table[table["estimate"].str.startswith("plateau: last eval") & (table["arm"] == "dpo")]
+    assert len(plateau) == 1 and "~" in plateau["estimate"].iloc[0]
     assert text.count("| tiny:") == 2  # one row per warm start
     assert rep.markdown if hasattr(rep, "markdown") else True

@@ -143,6 +143,11 @@ def test_arms_values_and_paired_gains(rep):
     assert g2.stats["reach"].mean == 20 * 64
     assert g16.stats["reach"].mean == 20 * 128  # 0.2, 0.425, 0.6, 0.6 -> target 0.56
     assert "reach" not in base.stats
+    # the same eval as steps; a CI end is an eval's step (the resolution is the eval interval)
+    assert g2.stats["reach_steps"].mean == 20 and g16.stats["reach_steps"].mean == 20
+    evals = set(G2[0]) | set(G16[0])
+    assert {g2.stats["reach_steps"].ci_low, g2.stats["reach_steps"].ci_high} <= evals
+    assert g2.stats["reach"].ci_low == 64 * g2.stats["reach_steps"].ci_low
     row = rep.table.set_index("arm").loc["grpo G=16"]
     assert row["wall_clock_s"] == pytest.approx(420) and row["total_rollouts"] == 30 * 128
     assert row["peak_memory_mb"] == pytest.approx(1200) and row["memory_keys"] == "train/memory/overall_peak_rss_mb"

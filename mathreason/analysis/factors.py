@@ -199,15 +199,23 @@ def _contrasts(arms: list[Arm], items: pd.DataFrame, split: str, base: Arm | Non
                 lines.append(f"- `{split}`, greedy, equal rollouts ({np.nanmedian(totals):,.0f}): {small.label} − "
                              f"{large.label} {_fmt(d, signed=True)} pp; absolute ratio {_fmt(r, pct=False)}, "
                              f"gain ratio {_fmt(g, pct=False)}.")
-    for control in (a for a in arms if a.kind == "sft"):
-        for other in grpo:
-            pair, clusters = aligned([_grid(items, other, "final", split, "correct"),
-                                      _grid(items, control, "final", split, "correct")], items)
+    # arms of different methods (GRPO, DPO, the SFT control) after their last epoch or round; all start
+    # from the same model on the same items, so a difference of finals is a difference of gains
+    methods = sorted((a for a in arms if a.kind in METHOD_ORDER), key=lambda a: METHOD_ORDER.index(a.kind))
+    for x, y in itertools.combinations(methods, 2):
+        if x.kind == y.kind:
+            continue
+        for name, value in METRICS:
+            pair, clusters = aligned([_grid(items, x, "final", split, value), _grid(items, y, "final", split, value)],
+                                     items)
             if pair:
                 d = stats.nested_difference(pair[0], pair[1], clusters)
-                add(split, "greedy difference", other.label, control.label, d)
-                lines.append(f"- `{split}`, greedy: {other.label} − {control.label} {_fmt(d, signed=True)} pp.")
+                add(split, f"{name} difference", x.label, y.label, d)
+                lines.append(f"- `{split}`, {name}: {x.label} − {y.label} {_fmt(d, signed=True)} pp.")
     return lines + ([""] if lines else [])
+
+
+METHOD_ORDER = ("grpo", "dpo", "sft")  # a difference reads "first − second"
 
 
 def _costs_and_plateau(arms: list[Arm], items: pd.DataFrame, split: str, add) -> list[str]:
@@ -229,26 +237,41 @@ def _costs_and_plateau(arms: list[Arm], items: pd.DataFrame, split: str, add) ->
             if math.isfinite(e.mean):
                 lines.append(f"- {what}: {small.label} / {large.label} = {_fmt(e, pct=False)} "
                              f"(mean over {e.n_seeds} paired runs, t interval).")
-    for arm in grpo + [a for a in arms if a.kind == "sft"]:
-        steps = sorted(set(items[(items["run_dir"].isin({str(r.path) for r in arm.runs}))
-                                 & (items["split"] == split)]["step"]))
-        if len(steps) < 3:
-            continue
-        last, before, mid = steps[-1], steps[-2], steps[np.searchsorted(steps, steps[-1] / 2)]
-        grids = [_grid(items, arm, "", split, "correct", step=s) for s in (last, before, mid, 0)]
+    for arm in (a for a in arms if a.kind in METHOD_ORDER):
+        evals = _eval_steps(items, arm, split)
+        if len({len(v) for v in evals.values()}) != 1 or len(next(iter(evals.values()))) < 3:
+            continue  # runs with different numbers of evals, or too few
+        mean_steps = np.mean(list(evals.values()), axis=0)
+        n, mid = len(mean_steps), int(np.searchsorted(mean_steps, mean_steps[-1] / 2))
+        picks = (n - 1, n - 2, mid, 0)  # the k-th eval of each run (DPO's steps differ by seed; its evals do not)
+        grids = [pd.concat([_grid(items, arm, "", split, "correct", step=steps[k], runs=[run])
+                            for run in arm.runs if (steps := evals.get(str(run.path)))]) for k in picks]
         arrays, clusters = aligned(grids, items)
         if not arrays:
             continue
+        last, before, at_mid = (_mean_step(evals, k) for k in picks[:3])
         d = stats.nested_difference(arrays[0], arrays[1], clusters)
         frac = stats.nested_gain_ratio(arrays[2], arrays[3], arrays[0], arrays[3], clusters)
         add(split, f"plateau: last eval − the one before (steps {last} vs {before})", arm.label, "", d)
-        add(split, f"plateau: gain at step {mid} / final gain", arm.label, "", frac, "ratio")
+        add(split, f"plateau: gain at step {at_mid} / final gain", arm.label, "", frac, "ratio")
         plateaued = d.ci_low <= 0 <= d.ci_high and frac.mean >= 0.9
         lines.append(f"- plateau on `{split}`, {arm.label}: last two evals differ by {_fmt(d, signed=True)} pp; the "
-                     f"gain at step {mid} is {_fmt(frac, pct=False)} of the final → by the rule (CI of the first "
+                     f"gain at step {at_mid} is {_fmt(frac, pct=False)} of the final → by the rule (CI of the first "
                      "includes 0, point estimate of the second >= 0.9): "
                      f"{'plateaued' if plateaued else 'not shown to have plateaued'}.")
     return lines + ([""] if lines else [])
+
+
+def _eval_steps(items: pd.DataFrame, arm: Arm, split: str) -> dict[str, list[int]]:
+    """Per run dir of the arm: the steps of its evals on ``split``, in order."""
+    rows = items[items["run_dir"].isin({str(r.path) for r in arm.runs}) & (items["split"] == split)]
+    return {d: sorted(g["step"].unique()) for d, g in rows.groupby("run_dir")}
+
+
+def _mean_step(evals: dict[str, list[int]], k: int) -> str:
+    """The k-th eval's step (its mean over runs where they differ, as DPO's do)."""
+    steps = [v[k] for v in evals.values()]
+    return str(steps[0]) if len(set(steps)) == 1 else f"~{np.mean(steps):.0f}"
 
 
 def _per_warm_start(arms: list[Arm], base: Arm | None, items: pd.DataFrame, split: str) -> list[str]:

@@ -60,10 +60,16 @@ def _curve(arm: Arm, items: pd.DataFrame, frac: float, opts: dict) -> None:
         return
     grid = grid[grid.index.get_level_values("at").isin(common)].sort_index()
     tensor = grid.to_numpy(float).reshape(n_seeds, len(common), grid.shape[1])
-    mean, low, high, reach = stats.curve_bootstrap(tensor, xs.loc[common, "rollouts"].to_numpy(), frac, **opts)
+    # the eval at which the curve reaches frac of its gain, as an index into the evals (each
+    # eval sits at fixed rollouts; DPO's steps there vary by seed), then as rollouts and steps
+    mean, low, high, at = stats.curve_bootstrap(tensor, np.arange(len(common), dtype=float), frac, **opts)
     s["curve"] = pd.DataFrame({"mean": mean, "low": low, "high": high}, index=common).join(xs)
     if arm.kind != R.BASELINE and len(common) > 1:
-        s["reach"] = reach
+        for key, col in (("reach", "rollouts"), ("reach_steps", "step")):
+            x = xs.loc[common, col].to_numpy(float)
+            pick = [(at.mean, round), (at.ci_low, np.floor), (at.ci_high, np.ceil)]  # a CI end between evals: outward
+            s[key] = stats.Estimate(*(x[int(f(v))] if np.isfinite(v) else np.nan for v, f in pick),
+                                    at.p, at.n_seeds, at.n_items)
 
 
 def arm_table(arms: list[Arm], items: pd.DataFrame, frac: float = 0.9, **opts) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -111,7 +117,8 @@ def arm_table(arms: list[Arm], items: pd.DataFrame, frac: float = 0.9, **opts) -
                      **{f"{k}_{f}": getattr(s.get(k, stats.NAN), f) for k in ("strict", "lenient", "sampled", "pass", "gain", "sampled_gain")
                         for f in ("mean", "ci_low", "ci_high")},
                      "gain_p": s.get("gain", stats.NAN).p,
-                     **{f"rollouts_to_{frac:g}_gain{suffix}": getattr(s.get("reach", stats.NAN), f)
+                     **{f"{unit}_to_{frac:g}_gain{suffix}": getattr(s.get(key, stats.NAN), f)
+                        for unit, key in (("rollouts", "reach"), ("steps", "reach_steps"))
                         for suffix, f in (("", "mean"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high"))},
                      "n_items": s["strict"].n_items if "strict" in s else 0,
                      "peak_memory_mb": cost["peak_memory_mb"].mean(), "wall_clock_s": cost["wall_clock_s"].mean(),
@@ -213,7 +220,7 @@ def markdown_table(arms: list[Arm], table: pd.DataFrame, frac: float) -> str:
     rows = []
     for arm, (_, t) in zip(arms, table.iterrows()):
         s = arm.stats
-        reach = s.get("reach")
+        reach, reach_steps = s.get("reach"), s.get("reach_steps")
         rows.append({"arm": arm.label, "seeds": len(arm.replicates), "final strict (%) [95% CI]": _pct(s.get("strict")),
                      "final lenient (%)": _pct(s.get("lenient")),
                      "final mean@k (%) [95% CI]": _pct(s.get("sampled")),
@@ -224,6 +231,9 @@ def markdown_table(arms: list[Arm], table: pd.DataFrame, frac: float) -> str:
                      f"rollouts to {100 * frac:g}% of gain [95% CI]": "—" if reach is None else (
                          "never gains" if not np.isfinite(reach.mean) else
                          f"{reach.mean:,.0f} [{_num(reach.ci_low)}, {_num(reach.ci_high)}]"),
+                     f"steps to {100 * frac:g}% of gain [95% CI]": "—" if reach_steps is None else (
+                         "never gains" if not np.isfinite(reach_steps.mean) else
+                         f"{reach_steps.mean:,.0f} [{_num(reach_steps.ci_low)}, {_num(reach_steps.ci_high)}]"),
                      "peak mem (MB)": _num(t["peak_memory_mb"]), "wall-clock (s)": _num(t["wall_clock_s"]),
                      "rollouts": _num(t["total_rollouts"]), "generated tokens": _num(t["generated_tokens"]),
                      "zero-signal groups (%)": _num(100 * t["zero_signal"], "{:.0f}"),
@@ -340,9 +350,11 @@ def build_report(paths: list[Path], out: Path, frac: float = 0.9, n_resamples: i
              "of right samples, and pass@k, the share of items with at least one right sample.",
              "- Gain: the paired difference, per seed and item, between the run's last eval and its own step-0 eval "
              "(eval arms: the baseline arm); p: two-sided bootstrap p-value.",
-             f"- Rollouts to {100 * frac:g}% of gain: the first eval of the arm's mean curve whose gain over step 0 "
-             f"reaches {frac:g} × its final gain, with the same bootstrap's CI ('never gains': final gain ≤ 0; a CI end "
-             "'—': undefined in over 2.5% of the replicates, where the arm did not gain).",
+             f"- Rollouts and steps to {100 * frac:g}% of gain: the first eval of the arm's mean curve whose gain over "
+             f"step 0 reaches {frac:g} × its final gain, with the same bootstrap's CI ('never gains': final gain ≤ 0; a "
+             "CI end '—': undefined in over 2.5% of the replicates, where the arm did not gain), given as the "
+             "rollouts (DPO: mined samples) and optimizer steps at that eval, means over seeds. Only the evals' points "
+             "can be reached: the resolution is the eval interval.",
              "- Peak memory, wall-clock (last `train/wall_clock_s`), rollouts (last `train/cumulative_rollouts`; DPO: "
              "mining samples), generated tokens (GRPO: rollouts x mean completion length; DPO: the mined samples' "
              "tokens): means over seeds. Zero-signal groups: GRPO groups whose rewards were all equal (zero advantage: "
