@@ -119,12 +119,12 @@ grpo-vs-dpo-dev: slurm-up ## GRPO vs DPO, phase 1: 6 DPO settings and 3 more 16-
 	rm -rf docs/results/grpo-vs-dpo-dev
 	$(PYTHON) -m mathreason.report $(CACHE_DIR)/sweeps/grpo_vs_dpo_dev $(CACHE_DIR)/sweeps/miniature_dev --out docs/results/grpo-vs-dpo-dev
 
-grpo-vs-dpo: slurm-up ## GRPO vs DPO, phase 2: DPO's best dev setting on 3 warm starts x 3 seeds (test + ood), with the miniature's 16-GRPO and baseline runs, report into docs/results/grpo-vs-dpo
+grpo-vs-dpo: slurm-up ## GRPO vs DPO, phase 2: DPO's best dev setting on 3 warm starts x 3 seeds (test + ood), with the miniature's 16-GRPO, SFT-control and baseline runs, report into docs/results/grpo-vs-dpo
 	for ws in ws0 ws1 ws2; do $(PYTHON) -m mathreason.prebuild --config-dir sweeps --config-name grpo_vs_dpo +warm_start=$$ws || exit 1; done
 	$(RUN) -m --config-dir sweeps --config-name grpo_vs_dpo
-	$(RUN) -m --config-dir sweeps --config-name miniature +arm=baseline,g16-lr3e-5
+	$(RUN) -m --config-dir sweeps --config-name miniature +arm=baseline,g16-lr3e-5,sft-lr1e-4
 	rm -rf docs/results/grpo-vs-dpo
-	$(PYTHON) -m mathreason.report $(CACHE_DIR)/sweeps/grpo_vs_dpo $(CACHE_DIR)/sweeps/miniature --out docs/results/grpo-vs-dpo
+	$(PYTHON) -m mathreason.report $(CACHE_DIR)/sweeps/grpo_vs_dpo $(foreach arm,baseline g16-lr3e-5 sft-lr1e-4,"$(CACHE_DIR)/sweeps/miniature/+arm=$(arm),"*) --out docs/results/grpo-vs-dpo
 
 miniature-dev: slurm-up ## the miniature, phase 1: lrs and epochs chosen on dev (1 warm start, 1 seed), report into docs/results/miniature-dev
 	$(PYTHON) -m mathreason.prebuild --config-dir sweeps --config-name miniature_dev
