@@ -23,6 +23,19 @@ from mathreason.methods.common import (
 )
 
 
+class MergedLoraRollouts:
+    """TRL's rollouts on the transformers engine, with a LoRA adapter merged while it
+    generates (``mathreason.models.adapters``: the same function, fewer calls per token)."""
+
+    def _generate_single_turn(self, *args, **kwargs):
+        from mathreason.models.adapters import merged_for_generation
+
+        if self.use_vllm:  # TRL merges for vLLM itself
+            return super()._generate_single_turn(*args, **kwargs)
+        with merged_for_generation(self.model):
+            return super()._generate_single_turn(*args, **kwargs)
+
+
 def grpo_args(ctx: RunContext, geo) -> dict[str, Any]:
     """Keyword arguments for GRPOConfig."""
     cfg = ctx.cfg
@@ -65,7 +78,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     telemetry = Telemetry(ctx.run_dir, ctx.device, rollouts_per_step=geo.rollouts_per_step)
     checkpoint = prepare_resume(ctx, telemetry)
     funcs, _weights = build_reward_funcs(cfg.reward.functions)
-    trainer = with_telemetry(GRPOTrainer)(
+    trainer = with_telemetry(type("GRPOTrainer", (MergedLoraRollouts, GRPOTrainer), {}))(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(ctx.train_rows),

@@ -46,6 +46,7 @@ def generate_completions(
 
     from mathreason import processes
     from mathreason.console import progress_bar
+    from mathreason.models.adapters import merged_for_generation
 
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
@@ -58,8 +59,8 @@ def generate_completions(
     model.eval()
     device = next(model.parameters()).device
     try:
-        with torch.no_grad(), progress_bar(total=sum(len(b) for _, b in mine), desc=desc, unit="prompt",
-                                           leave=False) as bar:
+        with torch.no_grad(), merged_for_generation(model), \
+                progress_bar(total=sum(len(b) for _, b in mine), desc=desc, unit="prompt", leave=False) as bar:
             for batch_no, idx in mine:
                 enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
                 enc = {k: v.to(device) for k, v in enc.items()}
