@@ -23,7 +23,7 @@ input gradient, plus the weight gradient where the weight trains (LoRA). Not
 in any floor: attention's own products, norms, activations, sampling, Python.
 The step's floor is the sum of the parts' floors.
 
-    python benchmarks/grpo_step.py [--steps 4] [--threads 2] [override ...]
+    python benchmarks/grpo_step.py [--steps 4] [--threads 2] [--unmerged] [override ...]
 
 Overrides are ``mathreason.run`` ones (the default job: SmolLM2, LoRA r=16,
 G=8, 16 rollouts per step, completions up to 64 tokens, no evals). It prints
@@ -207,9 +207,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="steps in all; the first is a warm-up (not timed)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--unmerged", action="store_true",
+                        help="leave a LoRA adapter unmerged while generating (as before mathreason.models.adapters)")
     args, overrides = parser.parse_known_args()
     import torch
     import trl
+
+    if args.unmerged:
+        import mathreason.models.adapters as adapters
+
+        adapters.mergeable = lambda model: None
 
     trl.GRPOTrainer = profiled(trl.GRPOTrainer)
     from mathreason import run
@@ -237,7 +244,8 @@ def main() -> None:
         rows.append({"part": part, "seconds": median[part], "floor_s": f,
                      "ratio": median[part] / f if f else None})
     total_floor = sum(r["floor_s"] or 0.0 for r in rows)
-    print(f"threads {args.threads}; median of {len(timed)} timed steps; {decode_calls:.0f} decode calls per step")
+    print(f"threads {args.threads}; LoRA {'unmerged' if args.unmerged else 'merged'} while generating; median of "
+          f"{len(timed)} timed steps; {decode_calls:.0f} decode calls per step")
     print(f"{'part':<20}{'s / step':>10}{'floor (s)':>11}{'x floor':>9}")
     for r in rows:
         f = "—" if r["floor_s"] is None else f"{r['floor_s']:.3f}"
@@ -245,7 +253,7 @@ def main() -> None:
         print(f"{r['part']:<20}{r['seconds']:>10.3f}{f:>11}{x:>9}")
     print(f"{'step':<20}{median['step']:>10.3f}{total_floor:>11.3f}{median['step'] / total_floor:>9.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"threads": args.threads, "overrides": overrides, "timed_steps": len(timed),
+        args.json.write_text(json.dumps({"threads": args.threads, "unmerged": args.unmerged, "overrides": overrides, "timed_steps": len(timed),
                                          "decode_calls": decode_calls, "parts": rows, "step_s": median["step"],
                                          "floor_s": total_floor}, indent=1))
 
