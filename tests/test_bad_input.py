@@ -107,6 +107,7 @@ MORE_CASES = [
     ("prompts-per-step-held-rollouts", ["geometry.prompts_per_step=8"], {}, {}, "geometry.hold=rollouts"),
     ("lr-reference-unscaled", ["geometry.scale_lr=false", "geometry.lr_reference_group_size=4"], {}, {},
      "geometry.scale_lr=false"),
+    ("lora-key-without-lora", ["model.lora.r=8"], {}, {}, "model.lora.r=8 has no effect: model.lora.enabled=false"),
     ("vllm-option-without-vllm", ["rollout.vllm_gpu_memory_utilization=0.5"], {}, {}, "rollout.engine=transformers"),
     ("temperature-zero", ["grpo.temperature=0"], {}, {}, "grpo.temperature=0"),
     ("top-p-above-1", ["grpo.top_p=1.5"], {}, {}, "grpo.top_p=1.5"),

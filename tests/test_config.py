@@ -276,3 +276,12 @@ def test_every_key_the_schemas_rule_tables_name_is_a_real_key():
     grpo_fields = {f.name for f in dataclasses.fields(trl.GRPOConfig)}
     assert sorted(set(schema.GRPO_DERIVED) - grpo_fields) == []
     assert sorted(set(EXTRA_RANGES) - trl_fields) == []
+
+
+def test_lora_can_be_switched_off_on_a_lora_preset():
+    """model=smollm2-135m-instruct turns LoRA on; model.lora.enabled=false (full fine-tuning)
+    is an override that changes the run, not one refused as idle."""
+
+    overrides = ["model=smollm2-135m-instruct", "model.lora.enabled=false"]
+    cfg = validate(compose(overrides), overrides)
+    assert cfg.model.lora.enabled is False

@@ -294,6 +294,8 @@ NO_EFFECT = (
     ("rollout.vllm_", lambda c: c.rollout.engine != "vllm", "rollout.engine=transformers"),
 )
 
+SWITCHES = {"model.lora.enabled"}  # the key that turns a section off is never idle itself
+
 
 def _at_least(key: str, value: Any, low: float) -> None:
     if value is not None and value < low:
@@ -343,7 +345,7 @@ class _Checker:
     def no_effect(self) -> None:
         for key in self.typed:
             for prefix, idle, why in NO_EFFECT:
-                if (key == prefix or key.startswith(prefix)) and idle(self.cfg):
+                if (key == prefix or key.startswith(prefix)) and key not in SWITCHES and idle(self.cfg):
                     raise UserError(f"{self.shown(key, '')} has no effect: {why.format(method=self.cfg.method)}")
 
 
