@@ -23,7 +23,7 @@ input gradient, plus the weight gradient where the weight trains (LoRA). Not
 in any floor: attention's own products, norms, activations, sampling, Python.
 The step's floor is the sum of the parts' floors.
 
-    python benchmarks/grpo_step.py [--steps 4] [--threads 2] [--unmerged] [override ...]
+    python benchmarks/grpo_step.py [--steps 4] [--threads 2] [--unmerged] [--all-positions] [--ops] [override ...]
 
 Overrides are ``mathreason.run`` ones (the default job: SmolLM2, LoRA r=16,
 G=8, 16 rollouts per step, completions up to 64 tokens, no evals). It prints
@@ -64,6 +64,9 @@ class Profile:
         self.shapes: dict[str, Counter] = defaultdict(Counter)
         self.recording = False
         self.hooks: list = []
+        self.op_table = False  # --ops: the last step under torch.profiler (not timed with the others)
+        self.torch_profiler = None
+        self.ops = ""
         self._step_start = 0.0
 
     @contextlib.contextmanager
@@ -115,6 +118,9 @@ def profiled(base):
         def on_step_begin(self, args, state, control, **kw):
             PROFILE.step = state.global_step + 1
             PROFILE.recording = PROFILE.step == 1
+            if PROFILE.op_table and PROFILE.step == args.max_steps:  # the last step, op by op
+                PROFILE.torch_profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+                PROFILE.torch_profiler.__enter__()
             PROFILE._step_start = time.perf_counter()
 
         def on_pre_optimizer_step(self, args, state, control, **kw):
@@ -125,6 +131,10 @@ def profiled(base):
 
         def on_step_end(self, args, state, control, **kw):
             PROFILE.times[PROFILE.step]["step"] = time.perf_counter() - PROFILE._step_start
+            if PROFILE.torch_profiler is not None:
+                PROFILE.torch_profiler.__exit__(None, None, None)
+                PROFILE.ops = PROFILE.torch_profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
+                PROFILE.torch_profiler = None
             PROFILE.recording = False
             for hook in PROFILE.hooks:  # the shapes are known after the first step
                 hook.remove()
@@ -207,12 +217,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="steps in all; the first is a warm-up (not timed)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--ops", action="store_true",
+                        help="also run the last step under torch.profiler and print its top operators (that step is "
+                             "left out of the timings)")
     parser.add_argument("--unmerged", action="store_true",
                         help="leave a LoRA adapter unmerged while generating (as before mathreason.models.adapters)")
+    parser.add_argument("--all-positions", action="store_true",
+                        help="let TRL's LM head score every position on a CPU (as before "
+                             "mathreason.methods.grpo.score_completions_only)")
     args, overrides = parser.parse_known_args()
     import torch
     import trl
 
+    PROFILE.op_table = args.ops
+    if args.all_positions:
+        import mathreason.methods.grpo as grpo
+
+        grpo.score_completions_only = lambda device: None
     if args.unmerged:
         import mathreason.models.adapters as adapters
 
@@ -230,7 +251,7 @@ def main() -> None:
             if err.code:
                 raise
     torch.set_num_threads(args.threads)
-    timed = [s for s in sorted(PROFILE.times) if s > 1]
+    timed = [s for s in sorted(PROFILE.times) if s > 1 and not (args.ops and s == args.steps)]
     if not timed:
         raise SystemExit("no timed step: --steps must be at least 2")
     median = {p: statistics.median(PROFILE.times[s][p] for s in timed) for p in (*PARTS, "step", "generate")}
@@ -244,16 +265,19 @@ def main() -> None:
         rows.append({"part": part, "seconds": median[part], "floor_s": f,
                      "ratio": median[part] / f if f else None})
     total_floor = sum(r["floor_s"] or 0.0 for r in rows)
-    print(f"threads {args.threads}; LoRA {'unmerged' if args.unmerged else 'merged'} while generating; median of "
-          f"{len(timed)} timed steps; {decode_calls:.0f} decode calls per step")
+    print(f"threads {args.threads}; LoRA {'unmerged' if args.unmerged else 'merged'} while generating; LM head on "
+          f"{'every position' if args.all_positions else 'the completions'}; median of {len(timed)} timed steps; "
+          f"{decode_calls:.0f} decode calls per step")
     print(f"{'part':<20}{'s / step':>10}{'floor (s)':>11}{'x floor':>9}")
     for r in rows:
         f = "—" if r["floor_s"] is None else f"{r['floor_s']:.3f}"
         x = "—" if r["ratio"] is None else f"{r['ratio']:.1f}"
         print(f"{r['part']:<20}{r['seconds']:>10.3f}{f:>11}{x:>9}")
     print(f"{'step':<20}{median['step']:>10.3f}{total_floor:>11.3f}{median['step'] / total_floor:>9.2f}")
+    if PROFILE.ops:
+        print(f"\nthe last step's operators (torch.profiler, self time):\n{PROFILE.ops}")
     if args.json:
-        args.json.write_text(json.dumps({"threads": args.threads, "unmerged": args.unmerged, "overrides": overrides, "timed_steps": len(timed),
+        args.json.write_text(json.dumps({"threads": args.threads, "unmerged": args.unmerged, "all_positions": args.all_positions, "overrides": overrides, "timed_steps": len(timed),
                                          "decode_calls": decode_calls, "parts": rows, "step_s": median["step"],
                                          "floor_s": total_floor}, indent=1))
 
