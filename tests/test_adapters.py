@@ -93,3 +93,41 @@ def test_only_float32_lora_models_are_merged(lora_model):
         assert mergeable(model) is None
     finally:
         model.to(torch.float32)
+
+
+def test_scoring_only_the_completions_gives_trl_s_values_and_gradients(cache_dir, monkeypatch):
+    """methods.grpo.score_completions_only: TRL's fused LM head on the valid positions only
+    (as on a GPU) gives the per-token log-probs, entropies and gradients that scoring every
+    position and masking gives (TRL's choice off Triton devices), on left-padded rows."""
+    trl_utils = pytest.importorskip("trl.trainer.utils")
+    if not callable(getattr(trl_utils, "_use_triton", None)):
+        pytest.skip("this TRL has no fused LM head switch (TRL < 1.16 keeps only the completion's logits)")
+    from mathreason.methods.grpo import score_completions_only
+
+    cfg = compose([f"cache_dir={cache_dir}"])
+    torch.manual_seed(0)
+    ids = torch.randint(3, 100, (4, 30))
+    mask = torch.ones_like(ids)
+    mask[1, :6] = mask[3, :11] = 0  # left padding
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :-12] = -100  # the last 12 positions are the completion
+
+    def score(compact: bool):
+        model, _, _ = load_model_and_tokenizer(cfg.model, cfg.cache_dir, "cpu")
+        trl_utils.add_fused_lm_head(model, outputs=("log_probs", "entropy"))
+        if compact:
+            score_completions_only("cpu")
+        out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+        (out.log_probs.sum() + out.entropy.sum()).backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        return out.log_probs.detach(), out.entropy.detach(), grads
+
+    monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)  # TRL's own CPU behaviour
+    every = score(compact=False)
+    compact = score(compact=True)
+    assert trl_utils._use_triton(torch.device("cpu")) is True  # the switch took
+    torch.testing.assert_close(compact[0], every[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(compact[1], every[1], rtol=1e-5, atol=1e-5)
+    assert len(compact[2]) == len(every[2]) > 0
+    for a, b in zip(compact[2], every[2]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
