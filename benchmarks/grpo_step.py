@@ -224,7 +224,7 @@ def main() -> None:
                         help="leave a LoRA adapter unmerged while generating (as before mathreason.models.adapters)")
     parser.add_argument("--all-positions", action="store_true",
                         help="let TRL's LM head score every position on a CPU (as before "
-                             "mathreason.methods.grpo.score_completions_only)")
+                             "mathreason.methods.common.score_completions_only)")
     args, overrides = parser.parse_known_args()
     import torch
     import trl

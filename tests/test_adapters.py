@@ -96,13 +96,13 @@ def test_only_float32_lora_models_are_merged(lora_model):
 
 
 def test_scoring_only_the_completions_gives_trl_s_values_and_gradients(cache_dir, monkeypatch):
-    """methods.grpo.score_completions_only: TRL's fused LM head on the valid positions only
+    """methods.common.score_completions_only: TRL's fused LM head on the valid positions only
     (as on a GPU) gives the per-token log-probs, entropies and gradients that scoring every
     position and masking gives (TRL's choice off Triton devices), on left-padded rows."""
     trl_utils = pytest.importorskip("trl.trainer.utils")
     if not callable(getattr(trl_utils, "_use_triton", None)):
         pytest.skip("this TRL has no fused LM head switch (TRL < 1.16 keeps only the completion's logits)")
-    from mathreason.methods.grpo import score_completions_only
+    from mathreason.methods.common import score_completions_only
 
     cfg = compose([f"cache_dir={cache_dir}"])
     torch.manual_seed(0)

@@ -302,3 +302,26 @@ def record_effective(ctx: RunContext, values: dict[str, Any]) -> None:
 
     write_state(ctx.run_dir, effective=values)
     ctx.wandb.update_config({"effective": values})
+
+
+def score_completions_only(device: str) -> None:
+    """On a CPU, let TRL's fused LM head score only the positions its loss uses.
+
+    TRL 1.16's GRPO, DPO and SFT trainers compute per-token log-probs (and GRPO's
+    entropies) with a fused, chunked LM head. Off Triton devices it scores every
+    position of each sequence, prompt included, and masks the unused ones out
+    afterwards: that keeps tile shapes fixed for graph compilers (its comment names
+    Neuron). On a CPU in eager mode nothing is compiled. With SmolLM2's prompts
+    (~190 tokens) against completions of at most 64, that is ~4x the LM head's work
+    (a 49,152-token vocabulary) in the forward and again in the backward, and 2.4 GB
+    of peak memory in a GRPO step (docs/benchmarks.md). Scoring only the valid
+    positions gives the same values and gradients (the masked ones are zeros either
+    way; tests/test_adapters.py). A no-op on GPUs, where TRL does it already, and
+    where TRL has no such switch (TRL 1.15 keeps only the completion's logits).
+    """
+    if device != "cpu":
+        return
+    import trl.trainer.utils as trl_utils
+
+    if callable(getattr(trl_utils, "_use_triton", None)):  # used there for this one decision
+        trl_utils._use_triton = lambda _device: True

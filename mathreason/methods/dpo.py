@@ -24,6 +24,7 @@ from mathreason.methods.common import (
     common_training_args,
     per_device_batch,
     run_summary,
+    score_completions_only,
     train_with_evals,
     trl_config,
     with_telemetry,
@@ -160,6 +161,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
 
     cfg = ctx.cfg
     rounds = int(cfg.dpo.rounds)
+    score_completions_only(ctx.device)
     store = DpoRounds(ctx.run_dir, rounds)
     telemetry = Telemetry(ctx.run_dir, ctx.device)
     # where an earlier attempt stopped: completed rounds, the current round's mined pairs and checkpoint

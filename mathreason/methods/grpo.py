@@ -17,6 +17,7 @@ from mathreason.methods.common import (
     prepare_resume,
     record_effective,
     run_summary,
+    score_completions_only,
     train_with_evals,
     trl_config,
     with_telemetry,
@@ -34,27 +35,6 @@ class MergedLoraRollouts:
             return super()._generate_single_turn(*args, **kwargs)
         with merged_for_generation(self.model):
             return super()._generate_single_turn(*args, **kwargs)
-
-
-def score_completions_only(device: str) -> None:
-    """On a CPU, let TRL's fused LM head score only the completion's positions.
-
-    TRL 1.16 computes GRPO's log-probs and entropies with a fused, chunked LM head.
-    Off Triton devices it scores every position of each sequence, prompt included,
-    and masks the prompt's out afterwards: it keeps tile shapes fixed for graph
-    compilers (its comment names Neuron). On a CPU in eager mode nothing is compiled,
-    and with SmolLM2's prompts (~190 tokens) against completions of at most 64 that is
-    ~4x the LM head's work (a 49,152-token vocabulary) in the forward and again in
-    the backward. Scoring the valid positions gives the same values (the masked ones
-    are zeros either way). A no-op where TRL does not have that switch (TRL 1.15
-    keeps only the completion's logits itself) and on GPUs, where it is on already.
-    """
-    if device != "cpu":
-        return
-    import trl.trainer.utils as trl_utils
-
-    if callable(getattr(trl_utils, "_use_triton", None)):  # used there for this one decision
-        trl_utils._use_triton = lambda _device: True
 
 
 def grpo_args(ctx: RunContext, geo) -> dict[str, Any]:

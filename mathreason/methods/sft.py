@@ -20,6 +20,7 @@ from mathreason.methods.common import (
     per_device_batch,
     prepare_resume,
     run_summary,
+    score_completions_only,
     train_with_evals,
     trl_config,
     with_telemetry,
@@ -55,6 +56,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     telemetry = Telemetry(ctx.run_dir, ctx.device)
     checkpoint = prepare_resume(ctx, telemetry)
     data = Dataset.from_list([sft_example(r["question"], r["solution"], r["answer"]) for r in ctx.train_rows])
+    score_completions_only(ctx.device)
     trainer = with_telemetry(SFTTrainer)(model=model, args=args, train_dataset=data, processing_class=tokenizer,
                                          peft_config=peft_config)
     trainer.telemetry = telemetry
