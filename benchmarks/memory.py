@@ -17,7 +17,7 @@ figure is the process's peak RSS (CPU) or CUDA peak allocated (GPU) as the run
 records it (``peak_memory_mb`` in run.json's summary), and the model's
 parameter bytes for scale.
 
-    python benchmarks/memory.py [--model smollm2-135m-instruct] [--steps 2] [--threads 2]
+    python benchmarks/memory.py [--model smollm2-135m-instruct] [--steps 2] [--threads 2] [--only DPO]
 """
 
 from __future__ import annotations
@@ -106,11 +106,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--only", default="", help="run only the configurations whose name contains this")
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         pairs = pair_file(Path(tmp) / "pairs.jsonl", 8 * args.steps)
         for i, (name, overrides) in enumerate(CONFIGS.items()):
+            if args.only not in name:
+                continue
             extra = [f"model={args.model}", *COMMON, *lora_overrides(args.model, overrides)]
             extra += [f"dpo.pairs_path={pairs}"] if "method=dpo" in overrides else [f"geometry.max_steps={args.steps}"]
             results[name] = measure(extra, Path(tmp) / f"run{i}", args.threads)
