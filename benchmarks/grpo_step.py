@@ -221,7 +221,7 @@ def main() -> None:
                         help="also run the last step under torch.profiler and print its top operators (that step is "
                              "left out of the timings)")
     parser.add_argument("--unmerged", action="store_true",
-                        help="leave a LoRA adapter unmerged while generating (as before mathreason.models.adapters)")
+                        help="leave a LoRA adapter unmerged while generating (as before mathreason.scoring.lora_merge)")
     parser.add_argument("--all-positions", action="store_true",
                         help="let TRL's LM head score every position on a CPU (as before "
                              "mathreason.methods.common.score_completions_only)")
@@ -235,9 +235,9 @@ def main() -> None:
 
         grpo.score_completions_only = lambda device: None
     if args.unmerged:
-        import mathreason.models.adapters as adapters
+        import mathreason.scoring.lora_merge as lora_merge
 
-        adapters.mergeable = lambda model: None
+        lora_merge.mergeable = lambda model: None
 
     trl.GRPOTrainer = profiled(trl.GRPOTrainer)
     from mathreason import run

@@ -1,4 +1,4 @@
-"""A LoRA adapter merged while the model generates (mathreason.models.adapters): the same
+"""A LoRA adapter merged while the model generates (mathreason.scoring.lora_merge): the same
 completions as unmerged, the base weights back after, and left unmerged where merging
 would not be exact enough."""
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 from helpers import compose
 
-from mathreason.models.adapters import mergeable, merged_for_generation
 from mathreason.models.load import load_model_and_tokenizer
+from mathreason.scoring.lora_merge import mergeable, merged_for_generation
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +40,14 @@ def test_merged_generation_gives_the_same_completions_and_restores_the_weights(l
     prompts = [build_prompt(f"Ann has {n} apples and buys 3 more. How many apples does she have?") for n in range(2, 10)]
     kw = dict(max_new_tokens=24, batch_size=4, num_samples=2, temperature=1.0, greedy=False, seed=(0, "test"))
     merged = generate_completions(model, tokenizer, prompts, **kw)
-    import mathreason.models.adapters as adapters
+    import mathreason.scoring.lora_merge as lora_merge
 
-    real = adapters.mergeable
-    adapters.mergeable = lambda m: None  # the same call with the adapter left unmerged
+    real = lora_merge.mergeable
+    lora_merge.mergeable = lambda m: None  # the same call with the adapter left unmerged
     try:
         unmerged = generate_completions(model, tokenizer, prompts, **kw)
     finally:
-        adapters.mergeable = real
+        lora_merge.mergeable = real
     assert merged == unmerged  # the same sampled tokens: the same function, the same random stream
     assert not any(m.merged for m in model.modules() if hasattr(m, "merged"))
     after = base_weights(model)

@@ -26,10 +26,10 @@ from mathreason.methods.common import (
 
 class MergedLoraRollouts:
     """TRL's rollouts on the transformers engine, with a LoRA adapter merged while it
-    generates (``mathreason.models.adapters``: the same function, fewer calls per token)."""
+    generates (``mathreason.scoring.lora_merge``: the same function, fewer calls per token)."""
 
     def _generate_single_turn(self, *args, **kwargs):
-        from mathreason.models.adapters import merged_for_generation
+        from mathreason.scoring.lora_merge import merged_for_generation
 
         if self.use_vllm:  # TRL merges for vLLM itself
             return super()._generate_single_turn(*args, **kwargs)

@@ -46,7 +46,7 @@ def generate_completions(
 
     from mathreason import processes
     from mathreason.console import progress_bar
-    from mathreason.models.adapters import merged_for_generation
+    from mathreason.scoring.lora_merge import merged_for_generation
 
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
