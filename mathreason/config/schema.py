@@ -508,20 +508,17 @@ def conflicts(typed: DictConfig, check: _Checker) -> None:
 def known_keys() -> list[str]:
     """Every key of the config schema (``grpo.learning_rate``, ...) and every config group."""
     import dataclasses
-    import sys
-
-    schema = sys.modules[__name__]
 
     def walk(cls, prefix: str) -> list[str]:
         out = []
         for f in dataclasses.fields(cls):
             out.append(prefix + f.name)
-            sub = getattr(schema, str(f.type).split("|")[0].strip(), None)
+            sub = globals().get(str(f.type).split("|")[0].strip())  # the field's schema class, by name
             if dataclasses.is_dataclass(sub):
                 out += walk(sub, f"{prefix}{f.name}.")
         return out
 
-    return walk(schema.RootCfg, "") + ["experiment"]
+    return walk(RootCfg, "") + ["experiment"]
 
 
 def suggest_key(key: str) -> str:

@@ -22,6 +22,7 @@ from mathreason.methods.common import (
     trl_config,
     with_telemetry,
 )
+from mathreason.scoring.lora_merge import merged_for_generation
 
 
 class MergedLoraRollouts:
@@ -29,8 +30,6 @@ class MergedLoraRollouts:
     generates (``mathreason.scoring.lora_merge``: the same function, fewer calls per token)."""
 
     def _generate_single_turn(self, *args, **kwargs):
-        from mathreason.scoring.lora_merge import merged_for_generation
-
         if self.use_vllm:  # TRL merges for vLLM itself
             return super()._generate_single_turn(*args, **kwargs)
         with merged_for_generation(self.model):
