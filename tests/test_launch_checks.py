@@ -227,3 +227,16 @@ def test_facts_for_the_launch_checks_do_not_make_a_run_dir_another_run(tmp_path)
     assert check_reuse(tmp_path, typed(["model=qwen2.5-3b-instruct", "model.size_b=3.2"])) == "done"
     with pytest.raises(UserError, match=r"config differs in: grpo.learning_rate, model.recipe.grpo_lr\)"):
         check_reuse(tmp_path, typed(["model=qwen2.5-3b-instruct", "model.recipe.grpo_lr=1.0e-5"]))
+
+
+def test_a_run_record_resolves_keys_that_interpolate_a_neutral_key(tmp_path):
+    """cache_dir is left out of the run record, yet a kept key may point under it (the SmolLM2
+    arms' model.adapter_path: ${cache_dir}/sweeps/...): the record holds the resolved path."""
+    from mathreason.records.run_dir import comparable_config
+
+    (tmp_path / "ws" / "final").mkdir(parents=True)
+    (tmp_path / "ws" / "final" / "adapter_config.json").write_text("{}")
+    cfg = typed(["model=smollm2-135m-instruct", f"cache_dir={tmp_path}", "model.adapter_path=${cache_dir}/ws/final"])
+    stored = comparable_config(cfg)
+    assert stored["model"]["adapter_path"] == f"{tmp_path}/ws/final"
+    assert "cache_dir" not in stored and "hydra" not in stored

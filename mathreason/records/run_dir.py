@@ -49,8 +49,9 @@ def slug(override_dirname: str) -> str:
 
 
 def comparable_config(cfg: DictConfig) -> dict:
-    keep = [k for k in cfg.keys() if k != "hydra" and k not in NEUTRAL_KEYS]
-    out = OmegaConf.to_container(OmegaConf.masked_copy(cfg, keep), resolve=True)
+    # resolved whole first: a kept key may interpolate a neutral one (model.adapter_path: ${cache_dir}/...)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    out = {k: v for k, v in resolved.items() if k != "hydra" and k not in NEUTRAL_KEYS}
     for dotted in NEUTRAL_NESTED_KEYS:
         *parents, last = dotted.split(".")
         node = out
