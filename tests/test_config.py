@@ -285,3 +285,43 @@ def test_lora_can_be_switched_off_on_a_lora_preset():
     overrides = ["model=smollm2-135m-instruct", "model.lora.enabled=false"]
     cfg = validate(compose(overrides), overrides)
     assert cfg.model.lora.enabled is False
+
+
+def test_the_smollm2_arms_are_matched_in_prompts_samples_and_steps():
+    """Every SmolLM2 dev arm continues the same warm start on the same prompts and items; DPO samples
+    as many completions as GRPO's rollouts, each prompt once, with no more optimizer steps; the SFT
+    control takes GRPO's steps and examples per step; the warm start's questions are none of theirs."""
+    import dataclasses
+    import math
+
+    import yaml
+
+    from mathreason.config.geometry import plan_geometry
+    from mathreason.data.arith import make_split
+
+    params = yaml.safe_load((ROOT / "sweeps" / "smollm2_dev.yaml").read_text())["hydra"]["sweeper"]["params"]
+    arms = {arm: compose_sweep_job("smollm2_dev", [f"+arm={arm}"]) for arm in params["+arm"].split(",")}
+    assert {cfg.data.eval_split for cfg in arms.values()} == {"dev"}
+    assert len({(cfg.data.n_train, cfg.data.seed, cfg.data.n_eval, cfg.model.adapter_path, cfg.model.name,
+                 str(cfg.data.generator)) for cfg in arms.values()}) == 1
+    by = {m: [c for c in arms.values() if c.method == m] for m in ("grpo", "dpo", "sft")}
+    assert all(len(v) >= 2 for v in by.values()) and len(by["dpo"]) >= 3
+    n = by["grpo"][0].data.n_train
+    geos = {dataclasses.replace(plan_geometry(c, n_train_prompts=n), learning_rate=0.0) for c in by["grpo"]}
+    assert len(geos) == 1  # the arms differ in lr only
+    geo = geos.pop()
+    rollouts = geo.steps * geo.rollouts_per_step
+    for c in by["dpo"]:
+        d = c.dpo
+        assert d.rounds * d.mining.max_questions == n  # each prompt mined once
+        assert d.rounds * d.mining.max_questions * d.mining.samples_per_question == rollouts
+        assert d.mining.samples_per_question == by["grpo"][0].group_size
+        assert d.batch_size == geo.prompts_per_step  # at most one pair per prompt: <= GRPO's steps
+        assert d.mining.max_new_tokens == by["grpo"][0].grpo.max_completion_length
+    for c in by["sft"]:
+        assert c.sft.batch_size == geo.prompts_per_step
+        assert math.ceil(n / c.sft.batch_size) * c.sft.epochs == geo.steps
+    warm = compose_sweep_job("smollm2_warm_start", [])
+    assert warm.method == "sft" and warm.model.adapter_path is None
+    prompts = make_split(by["grpo"][0].data, "train")
+    assert not {r["question"] for r in make_split(warm.data, "train")} & {r["question"] for r in prompts}

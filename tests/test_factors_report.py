@@ -89,7 +89,7 @@ def miniature(tmp_path_factory) -> Path:
 def test_arms_pool_warm_starts_and_the_items_name_them(miniature):
     runs, _ = load_runs([miniature], warn=lambda m: None)
     arms = group_arms(runs, warn=lambda m: None)
-    assert sorted(a.label for a in arms) == ["baseline", "dpo", "grpo G=16", "grpo G=2", "sft"]
+    assert sorted(a.label for a in arms) == ["baseline", "dpo", "grpo G=16", "grpo G=2", "sft-control"]
     assert {len(a.warm_starts) for a in arms} == {2} and {len(a.replicates) for a in arms} == {4}
     items = items_frame(arms, final_splits=True)
     assert list(items.columns[:9]) == ["arm", "warm_start", "seed", "split", "phase", "step", "item_id", "chain_id",
@@ -123,8 +123,8 @@ def test_the_report_gives_nested_intervals_ratios_and_a_row_per_warm_start(minia
     # methods against each other: a difference of finals (the same start on the same items)
     diff = table[(table["split"] == "test") & (table["estimate"] == "greedy difference")]
     pairs = {(r.arm, r.versus): r for r in diff.itertuples()}
-    assert set(pairs) == {("grpo G=16", "dpo"), ("grpo G=2", "dpo"), ("grpo G=16", "sft"), ("grpo G=2", "sft"),
-                          ("dpo", "sft")}
+    assert set(pairs) == {("grpo G=16", "dpo"), ("grpo G=2", "dpo"), ("grpo G=16", "sft-control"), ("grpo G=2", "sft-control"),
+                          ("dpo", "sft-control")}
     assert pairs["grpo G=16", "dpo"].mean == pytest.approx(final("grpo G=16", "test") - final("dpo", "test"))
     # DPO's evals sit at other steps in every run: its plateau check pairs them by order
     plateau = table[table["estimate"].str.startswith("plateau: last eval") & (table["arm"] == "dpo")]

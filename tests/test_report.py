@@ -418,3 +418,29 @@ def test_the_report_compares_whatever_group_sizes_the_runs_have(tmp_path):
     rep = analysis.build_report([root], tmp_path / "out", n_resamples=50, warn=lambda m: None)
     assert [(r["small_arm"], r["large_arm"], r["sizes"]) for r in rep.ratios] == [("grpo G=4", "grpo G=32", (4, 32))]
     assert "4-GRPO / 32-GRPO gain ratio (grpo G=4 / grpo G=32)" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_runs_that_continue_an_adapter_are_paired_on_it_and_the_raw_model_is_its_own_row(tmp_path):
+    """The SmolLM2 protocol's layout: every training run continues one SFT adapter (model.adapter_path),
+    an eval run of that adapter is their baseline, and an eval run of the raw model (no adapter) is a
+    row of its own, not the baseline. The SFT run is the control: ``sft-control``."""
+    root = tmp_path / "sweep"
+    start = {"model": {"name": "smollm2", "adapter_path": "/cache/sweeps/smollm2_warm_start/final"}}
+    make_run(root, "raw", method="eval", evals={0: 0.05}, model="smollm2", extra_config={"model": {"name": "smollm2"}})
+    make_run(root, "start", method="eval", evals={0: 0.30}, model="smollm2", extra_config=start)
+    for seed in (0, 1):
+        make_run(root, f"grpo,seed={seed}", group_size=8, seed=seed, evals={0: 0.30, 24: 0.60}, extra_config=start)
+        make_run(root, f"sft,seed={seed}", method="sft", seed=seed, evals={0: 0.30, 24: 0.45}, extra_config=start)
+    runs, _ = load_runs([root], warn=lambda m: None)
+    assert {r.warm_start for r in runs} == {"smollm2", "smollm2+smollm2_warm_start"}
+    arms = {a.label: a for a in group_arms(runs, warn=lambda m: None)}
+    assert sorted(arms) == ["baseline", "grpo G=8", "raw model", "sft-control"]
+    assert arms["baseline"].runs[0].path.name == "start" and arms["raw model"].runs[0].path.name == "raw"
+    rep = analysis.build_report([root], tmp_path / "out", n_resamples=50, warn=lambda m: None)
+    comps = rep.comparisons.set_index("comparison")
+    assert comps.loc["grpo G=8 − sft-control", "diff_pp"] == pytest.approx(15.0)
+    assert comps.loc["grpo G=8 − its step-0 eval", "diff_pp"] == pytest.approx(30.0)
+    raw = rep.table.set_index("arm").loc["raw model"]
+    assert raw["strict_mean"] == pytest.approx(0.05) and raw["kind"] == "eval"
+    items = pd.read_csv(tmp_path / "out" / "items.csv.gz")
+    assert set(items["arm"]) == {"baseline", "grpo G=8", "raw model", "sft-control"}

@@ -16,14 +16,17 @@ from helpers import ROOT, compose_sweep_job
 from omegaconf import OmegaConf
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
-EXPERIMENTS = ("repro_cpu", "miniature_dev", "miniature", "grpo_vs_dpo_dev", "grpo_vs_dpo")  # the sweeps behind committed results
+# the sweeps behind committed results
+EXPERIMENTS = ("repro_cpu", "miniature_dev", "miniature", "grpo_vs_dpo_dev", "grpo_vs_dpo", "smollm2_warm_start",
+               "smollm2_dev")
 MACHINE_KEYS = ("hydra", "cache_dir", "threads", "device", "logger", "verbose")
 
 
 def jobs(sweep: str) -> list[list[str]]:
     """One job per combination of the sweep's params, the seed held at its first value
     (a seed changes only `seed`)."""
-    params = yaml.safe_load((ROOT / "sweeps" / f"{sweep}.yaml").read_text())["hydra"]["sweeper"]["params"]
+    sweeper = yaml.safe_load((ROOT / "sweeps" / f"{sweep}.yaml").read_text())["hydra"].get("sweeper")
+    params = sweeper["params"] if sweeper else {}  # a single run (smollm2_warm_start): one job
     axes = [[f"{key}={value}" for value in (str(values).split(",")[:1] if key == "seed" else str(values).split(","))]
             for key, values in params.items()]
     return [list(combo) for combo in itertools.product(*axes)]
@@ -34,6 +37,7 @@ def resolved(sweep: str, overrides: list[str]) -> str:
     from mathreason.records import UNUSED_SECTIONS
 
     cfg = compose_sweep_job(sweep, overrides)
+    cfg.cache_dir = "<cache_dir>"  # the machine's, yet keys under it are the experiment's (model.adapter_path)
     unused = UNUSED_SECTIONS.get(cfg.method, ())
     plain = {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
              for k in cfg if k not in MACHINE_KEYS and k not in unused}
@@ -43,7 +47,7 @@ def resolved(sweep: str, overrides: list[str]) -> str:
 
 def snapshot(sweep: str, overrides: list[str]) -> Path:
     name = ",".join(o.lstrip("+") for o in overrides).replace("/", "_")
-    return SNAPSHOTS / sweep / f"{name}.yaml"
+    return SNAPSHOTS / sweep / f"{name or 'run'}.yaml"
 
 
 CASES = [(sweep, job) for sweep in EXPERIMENTS for job in jobs(sweep)]

@@ -55,16 +55,23 @@ class Run:
     @property
     def warm_start(self) -> str:
         """The weights the run starts from: ``tiny:<spec hash>`` (the cache entry a tiny model is built
-        into, so independently built warm starts differ), else the model id (or name)."""
+        into, so independently built warm starts differ), else the model id (or name); with a loaded
+        adapter (``model.adapter_path``) ``+<the folder holding it>``, e.g. ``...+smollm2_warm_start``
+        for ``<cache>/sweeps/smollm2_warm_start/final`` (a run's final/ is named by its run dir)."""
+        base = str(self.cfg("model.id") or self.cfg("model.name"))
         tiny = self.cfg("model.tiny")
         if tiny:
             from mathreason.models.tiny import spec_hash
 
             try:
-                return f"tiny:{spec_hash(tiny)}"
+                base = f"tiny:{spec_hash(tiny)}"
             except UserError:  # a spec of an older layout
                 pass
-        return str(self.cfg("model.id") or self.cfg("model.name"))
+        adapter = self.cfg("model.adapter_path")
+        if not adapter:
+            return base
+        path = Path(str(adapter))
+        return f"{base}+{(path.parent if path.name == 'final' else path).name}"
 
     @property
     def split(self) -> str:
@@ -75,9 +82,9 @@ class Run:
 
     @property
     def kind(self) -> str:
-        if self.method == "eval":
-            return "eval" if self.cfg("model.adapter_path") else R.BASELINE
-        return self.method
+        """The method, and for an eval run on its own: ``baseline`` without an adapter, else ``eval``
+        (:func:`group_arms` decides with the other runs in view: :func:`run_kind`)."""
+        return run_kind(self, set())
 
     @property
     def group_size(self) -> int | None:
@@ -288,18 +295,31 @@ def _split_keys(runs: list[Run]) -> tuple[list[str], pd.DataFrame]:
     return keys, flat
 
 
+def run_kind(run: Run, starts: set[str]) -> str:
+    """A training run's method; an eval run is the ``baseline`` when it evaluates the weights training
+    runs start from (``starts``: their :attr:`Run.warm_start`), or, with no training run in view, when it
+    loads no adapter; any other eval run is ``eval``: a trained run's adapter, or the raw model beside
+    runs that start from an adapter (the SmolLM2 protocol's SFT warm start)."""
+    if run.method != "eval":
+        return run.method
+    if run.warm_start in starts or (not starts and not run.cfg("model.adapter_path")):
+        return R.BASELINE
+    return "eval"
+
+
 def group_arms(runs: list[Run], warn=print) -> list[Arm]:
     train = [r for r in runs if r.method != "eval"]
+    starts = {r.warm_start for r in train}
     several_rewards = len({r.reward for r in train}) > 1
     several_setups = len({r.model_data for r in runs}) > 1
     base: dict[tuple, list[Run]] = {}
     for run in runs:
-        kind = run.kind
+        kind = run_kind(run, starts)
         key = (kind, run.group_size if kind == "grpo" else None, run.reward if kind in ("grpo", "dpo") else None,
-               run.model_data)
+               run.model_data, kind == "eval" and not run.cfg("model.adapter_path"))
         base.setdefault(key, []).append(run)
     arms = []
-    for (kind, g, reward, md), members in base.items():
+    for (kind, g, reward, md, raw), members in base.items():
         keys, flat = _split_keys(members)
         parts: dict[tuple, list[Run]] = {}
         for i, run in enumerate(members):
@@ -307,7 +327,7 @@ def group_arms(runs: list[Run], warn=print) -> list[Arm]:
             parts.setdefault(tag, []).append(run)
         for extra, sub in parts.items():
             tags = ([reward] if reward and several_rewards else []) + list(extra)
-            label = R.arm_label(kind, g) + (f" ({'; '.join(tags)})" if tags else "")
+            label = R.arm_label(kind, g, adapter=not raw) + (f" ({'; '.join(tags)})" if tags else "")
             label += f" [{md[0]} / {md[1]}]" if several_setups else ""
             replicates = [(r.warm_start, str(r.seed)) for r in sub]
             if kind != R.BASELINE and len(set(replicates)) < len(replicates):
