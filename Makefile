@@ -106,6 +106,7 @@ smollm2-dev: smollm2-warm-start slurm-up ## SmolLM2, phase 1: 2 GRPO, 3 DPO and 
 
 smollm2: smollm2-warm-start slurm-up ## SmolLM2, phase 2: the dev-chosen GRPO, DPO and SFT control x 3 seeds and the raw model on test, report into docs/results/cpu-smollm2
 	$(RUN) -m --config-dir sweeps --config-name smollm2
+	$(RUN) -m --config-dir sweeps --config-name smollm2 seed=0 +arm=smollm2-raw
 	rm -rf docs/results/cpu-smollm2
 	$(PYTHON) -m mathreason.report $(CACHE_DIR)/sweeps/smollm2 --out docs/results/cpu-smollm2
 
