@@ -75,7 +75,7 @@ def make_run(root: Path, name: str, *, method: str = "grpo", seed: int = 0, grou
         elif method == "dpo":
             rec.update(dict(zip(records.DPO_KEYS, (0.2 * frac, 0.5 + 0.4 * frac, 0.1 * frac, -0.1 * frac))))
             rec[records.ROLLOUTS] = 256
-        if step == 0 and method != "eval":
+        if step == 0 and method in ("grpo", "dpo"):  # SFT and eval runs sample no rollouts
             rec.update({records.GROUP_SIZE: group_size, records.ROLLOUTS_PER_STEP: rollouts_per_step})
         if step in evals:
             rec.update({records.STRICT: evals[step], records.LENIENT: evals[step] + 0.1, records.FORMAT_RATE: 0.9})
@@ -444,3 +444,8 @@ def test_runs_that_continue_an_adapter_are_paired_on_it_and_the_raw_model_is_its
     assert raw["strict_mean"] == pytest.approx(0.05) and raw["kind"] == "eval"
     items = pd.read_csv(tmp_path / "out" / "items.csv.gz")
     assert set(items["arm"]) == {"baseline", "grpo G=8", "raw model", "sft-control"}
+    # the SFT control gains but samples no rollouts: its rollouts-to-90% cell is empty, not "never gains"
+    sft_row = next(line for line in (tmp_path / "out" / "results.md").read_text().splitlines()
+                   if line.startswith("| sft-control"))
+    cells = [c.strip() for c in sft_row.split("|")]
+    assert "never gains" not in cells and cells[10:12] == ["—", "24 [24, 24]"]

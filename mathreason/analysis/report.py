@@ -221,6 +221,7 @@ def markdown_table(arms: list[Arm], table: pd.DataFrame, frac: float) -> str:
     for arm, (_, t) in zip(arms, table.iterrows()):
         s = arm.stats
         reach, reach_steps = s.get("reach"), s.get("reach_steps")
+        never = reach_steps is not None and not np.isfinite(reach_steps.mean)  # the curve never gains
         rows.append({"arm": arm.label, "seeds": len(arm.replicates), "final strict (%) [95% CI]": _pct(s.get("strict")),
                      "final lenient (%)": _pct(s.get("lenient")),
                      "final mean@k (%) [95% CI]": _pct(s.get("sampled")),
@@ -229,7 +230,7 @@ def markdown_table(arms: list[Arm], table: pd.DataFrame, frac: float) -> str:
                      "gain (pp) [95% CI]": _pct(s.get("gain"), signed=True),
                      "p": _num(s["gain"].p, "{:.3g}") if "gain" in s else "—",
                      f"rollouts to {100 * frac:g}% of gain [95% CI]": "—" if reach is None else (
-                         "never gains" if not np.isfinite(reach.mean) else
+                         "never gains" if never else "—" if not np.isfinite(reach.mean) else  # SFT: no rollouts
                          f"{reach.mean:,.0f} [{_num(reach.ci_low)}, {_num(reach.ci_high)}]"),
                      f"steps to {100 * frac:g}% of gain [95% CI]": "—" if reach_steps is None else (
                          "never gains" if not np.isfinite(reach_steps.mean) else
