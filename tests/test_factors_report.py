@@ -37,11 +37,11 @@ def _eval(path: Path, acc: float, rng: np.random.Generator, samples: int = 0) ->
     return ok
 
 
-def _run(root: Path, arm: str, ws: int, seed: int) -> Path:
+def _run(root: Path, arm: str, ws: int, seed: int, groups: dict | None = None) -> Path:
     run_dir = root / f"arm={arm},ws={ws},seed={seed}"
     run_dir.mkdir(parents=True)
     method = {"baseline": "eval", "sft": "sft", "dpo": "dpo"}.get(arm, "grpo")
-    group = {"g16": 16, "g2": 2}.get(arm)
+    group = (groups or {"g16": 16, "g2": 2}).get(arm)
     spec = {**SPEC, "init_seed": ws, "warm_start": {**SPEC["warm_start"], "seed": 1000 + ws}}
     config = {"seed": seed, "method": method, "model": {"name": "tiny", "tiny": spec},
               "data": {"name": "arith", "eval_split": "test", "seed": 0},
@@ -129,5 +129,37 @@ def test_the_report_gives_nested_intervals_ratios_and_a_row_per_warm_start(minia
     # DPO's evals sit at other steps in every run: its plateau check pairs them by order
     plateau = table[table["estimate"].str.startswith("plateau: last eval") & (table["arm"] == "dpo")]
     assert len(plateau) == 1 and "~" in plateau["estimate"].iloc[0]
-    assert text.count("| tiny:") == 2  # one row per warm start
+    assert text[text.index("### Warm starts"):text.index("### Per run")].count("| tiny:") == 2  # one row per warm start
     assert rep.markdown if hasattr(rep, "markdown") else True
+
+
+def test_any_smaller_group_size_is_set_against_any_larger_one(tmp_path):
+    """No group size is built into the warm-start section: 4-GRPO vs 32-GRPO gets the ratios and
+    wall-clock ratios that 2-GRPO vs 16-GRPO gets."""
+    for ws in (0, 1):
+        for seed in (0, 1):
+            for arm in ("baseline", "g2", "g16"):
+                _run(tmp_path / "sweep", arm, ws, seed, groups={"g2": 4, "g16": 32})
+    analysis.build_report([tmp_path / "sweep"], tmp_path / "out", n_resamples=50, warn=lambda m: None)
+    table = pd.read_csv(tmp_path / "out" / "factors.csv")
+    pairs = set(zip(table["estimate"], table["arm"], table["versus"]))
+    assert ("greedy gain ratio, equal epochs", "grpo G=4", "grpo G=32") in pairs
+    assert ("wall-clock ratio, whole run", "grpo G=4", "grpo G=32") in pairs
+    assert not any(v == "grpo G=4" for _, a, v in pairs if a == "grpo G=32")  # smaller / larger only
+
+
+def test_each_run_of_a_pooled_arm_keeps_its_own_row(miniature, tmp_path):
+    """The pooled intervals summarise runs; the section also lists each run's final accuracy and gain."""
+    analysis.build_report([miniature], tmp_path / "out", n_resamples=50, warn=lambda m: None)
+    text = (tmp_path / "out" / "results.md").read_text()
+    block = text[text.index("### Per run"):].split("\n\n")[1].splitlines()
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in block[2:]]
+    assert len(rows) == 4 * 4  # 4 trained arms x (2 warm starts x 2 seeds)
+    runs, _ = load_runs([miniature], warn=lambda m: None)
+    items = items_frame(group_arms(runs, warn=lambda m: None), final_splits=True)
+    g16 = items[(items["arm"] == "grpo G=16") & (items["split"] == "test") & (items["seed"] == 1)]
+    one = g16[g16["run_dir"] == g16["run_dir"].iloc[0]]
+    final = 100 * one.loc[one["phase"] == "final", "correct"].mean()
+    gain = final - 100 * one.loc[one["phase"] == "baseline", "correct"].mean()
+    row = next(r for r in rows if r[0] == "grpo G=16" and r[1] == one["warm_start"].iloc[0] and r[2] == "1")
+    assert row[3:] == [f"{final:.1f}", f"{gain:+.1f}"]

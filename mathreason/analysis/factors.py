@@ -160,6 +160,7 @@ def factor_section(arms: list[Arm], items: pd.DataFrame) -> tuple[list[str], pd.
         lines += _contrasts(trained, items, split, base, add)
     lines += _costs_and_plateau(trained, items, splits[0] if splits else "", add)
     lines += _per_warm_start(trained, base, items, splits[0] if splits else "")
+    lines += _per_replicate(trained, items, splits[0] if splits else "")
     return lines, pd.DataFrame(rows)
 
 
@@ -167,8 +168,8 @@ def _contrasts(arms: list[Arm], items: pd.DataFrame, split: str, base: Arm | Non
     lines = []
     grpo = [a for a in arms if a.kind == "grpo"]
     for small, large in itertools.product(grpo, grpo):
-        if small.group_size != 2 or (large.group_size or 0) <= 2:
-            continue
+        if not (small.group_size and large.group_size and small.group_size < large.group_size):
+            continue  # every smaller group size against every larger one (2-GRPO vs 16-GRPO, or any pair)
         for name, value in METRICS:
             f2, f16 = _grid(items, small, "final", split, value), _grid(items, large, "final", split, value)
             (pair, clusters) = aligned([f2, f16], items)
@@ -222,8 +223,8 @@ def _costs_and_plateau(arms: list[Arm], items: pd.DataFrame, split: str, add) ->
     lines = []
     grpo = [a for a in arms if a.kind == "grpo"]
     for small, large in itertools.product(grpo, grpo):
-        if small.group_size != 2 or (large.group_size or 0) <= 2:
-            continue
+        if not (small.group_size and large.group_size and small.group_size < large.group_size):
+            continue  # every smaller group size against every larger one (2-GRPO vs 16-GRPO, or any pair)
         whole, train = [], []
         for w, s in small.replicates:
             a = next((r for r in small.runs if (r.warm_start, r.seed) == (w, s)), None)
@@ -285,3 +286,18 @@ def _per_warm_start(arms: list[Arm], base: Arm | None, items: pd.DataFrame, spli
         rows.append({"warm start": ws, "runs": len(runs), f"start greedy on {split} (%)": 100 * sel["correct"].mean(),
                      **{k: versions.get(k) for k in ("torch", "transformers", "trl")}})
     return ["### Warm starts", "", pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f"), ""]
+
+
+def _per_replicate(arms: list[Arm], items: pd.DataFrame, split: str) -> list[str]:
+    """One row per run of each trained arm with several: its final greedy accuracy and its gain
+    over its own first eval, what the pooled intervals above summarise."""
+    rows = []
+    for arm in (a for a in arms if a.kind != R.BASELINE and len(a.replicates) > 1):
+        for run in arm.runs:
+            sel = items[(items["run_dir"] == str(run.path)) & (items["split"] == split)]
+            final = sel.loc[sel["phase"] == "final", "correct"].mean()
+            start = sel.loc[sel["phase"] == "baseline", "correct"].mean()
+            rows.append({"arm": arm.label, "warm start": run.warm_start, "seed": run.seed,
+                         f"final greedy on {split} (%)": f"{100 * final:.1f}",
+                         "gain (pp)": f"{100 * (final - start):+.1f}"})
+    return ["### Per run", "", pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""] if rows else []
