@@ -442,6 +442,7 @@ def test_runs_that_continue_an_adapter_are_paired_on_it_and_the_raw_model_is_its
     assert comps.loc["grpo G=8 − its step-0 eval", "diff_pp"] == pytest.approx(30.0)
     raw = rep.table.set_index("arm").loc["raw model"]
     assert raw["strict_mean"] == pytest.approx(0.05) and raw["kind"] == "eval"
+    assert not any(c.startswith("raw model") for c in comps.index)  # it shares no replicate with the baseline
     items = pd.read_csv(tmp_path / "out" / "items.csv.gz")
     assert set(items["arm"]) == {"baseline", "grpo G=8", "raw model", "sft-control"}
     # the SFT control gains but samples no rollouts: its rollouts-to-90% cell is empty, not "never gains"

@@ -144,10 +144,10 @@ def factor_section(arms: list[Arm], items: pd.DataFrame) -> tuple[list[str], pd.
                     cells["pass@k"] = _fmt(p)
                     add(split, "pass@k", arm.label, "", p, "%")
                 if arm.kind != R.BASELINE:
-                    pair, clusters = aligned([_grid(items, arm, phase, split, value),
-                                              _baseline_grid(items, arm, base, split, value)], items)
+                    pair, pair_clusters = aligned([_grid(items, arm, phase, split, value),
+                                                   _baseline_grid(items, arm, base, split, value)], items)
                     if pair:
-                        g = stats.nested_difference(pair[0], pair[1], clusters)
+                        g = stats.nested_difference(pair[0], pair[1], pair_clusters)
                         cells[f"{name} gain (pp)"] = _fmt(g, signed=True)
                         add(split, f"{name} gain", arm.label, "untrained", g)
                 if name == "greedy":

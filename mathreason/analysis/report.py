@@ -103,7 +103,8 @@ def arm_table(arms: list[Arm], items: pd.DataFrame, frac: float = 0.9, **opts) -
                 finals.get(baseline[arm.model_data].label) if arm.model_data in baseline else None)
             if base is not None and base.size and finals[arm.label].size:
                 a, b = paired(finals[arm.label], base)
-                s["gain"] = stats.paired_difference(a, b, **opts) if a.size else stats.NAN
+                if a.size:  # none where the arm shares no replicate with its baseline (the raw model)
+                    s["gain"] = stats.paired_difference(a, b, **opts)
             # mean@k against the baseline arm's (the training arms sample at their last eval only)
             base_k = sampled.get(baseline[arm.model_data].label) if arm.model_data in baseline else None
             if base_k is not None and base_k.size and sampled[arm.label].size:
