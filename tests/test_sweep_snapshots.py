@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 # the sweeps behind committed results
 EXPERIMENTS = ("repro_cpu", "miniature_dev", "miniature", "grpo_vs_dpo_dev", "grpo_vs_dpo", "smollm2_warm_start",
-               "smollm2_dev")
+               "smollm2_dev", "smollm2")
 MACHINE_KEYS = ("hydra", "cache_dir", "threads", "device", "logger", "verbose")
 
 
