@@ -163,3 +163,19 @@ def test_each_run_of_a_pooled_arm_keeps_its_own_row(miniature, tmp_path):
     gain = final - 100 * one.loc[one["phase"] == "baseline", "correct"].mean()
     row = next(r for r in rows if r[0] == "grpo G=16" and r[1] == one["warm_start"].iloc[0] and r[2] == "1")
     assert row[3:] == [f"{final:.1f}", f"{gain:+.1f}"]
+
+
+def test_an_eval_arm_without_a_baseline_pairing_still_counts_its_chains(tmp_path):
+    """An eval run of other weights (here a trained adapter) shares no replicate with the baseline:
+    it gets no gain, and its row still counts the chain clusters of its own items."""
+    for arm in ("baseline", "g16"):
+        _run(tmp_path / "sweep", arm, 0, 0)
+    other = _run(tmp_path / "sweep", "baseline", 1, 0)
+    state = json.loads((other / records.STATE_FILE).read_text())
+    state["config"]["model"]["adapter_path"] = "/runs/g16/final"
+    (other / records.STATE_FILE).write_text(json.dumps(state))
+    analysis.build_report([tmp_path / "sweep"], tmp_path / "out", n_resamples=50, warn=lambda m: None)
+    text = (tmp_path / "out" / "results.md").read_text()
+    section = text[text.index("### Split `test`"):]
+    row = next(line for line in section.splitlines() if line.startswith("| eval (adapter)"))
+    assert "1 x 1, 40 (20)" in row and row.rstrip(" |").endswith("—")
