@@ -164,12 +164,15 @@ def factor_section(arms: list[Arm], items: pd.DataFrame) -> tuple[list[str], pd.
     return lines, pd.DataFrame(rows)
 
 
+def _group_size_pairs(arms: list[Arm]) -> list[tuple[Arm, Arm]]:
+    """Every GRPO arm of a smaller group size with every one of a larger (2-GRPO vs 16-GRPO, or any pair)."""
+    grpo = [a for a in arms if a.kind == "grpo" and a.group_size]
+    return [(s, g) for s, g in itertools.product(grpo, grpo) if s.group_size < g.group_size]
+
+
 def _contrasts(arms: list[Arm], items: pd.DataFrame, split: str, base: Arm | None, add) -> list[str]:
     lines = []
-    grpo = [a for a in arms if a.kind == "grpo"]
-    for small, large in itertools.product(grpo, grpo):
-        if not (small.group_size and large.group_size and small.group_size < large.group_size):
-            continue  # every smaller group size against every larger one (2-GRPO vs 16-GRPO, or any pair)
+    for small, large in _group_size_pairs(arms):
         for name, value in METRICS:
             f2, f16 = _grid(items, small, "final", split, value), _grid(items, large, "final", split, value)
             (pair, clusters) = aligned([f2, f16], items)
@@ -221,10 +224,7 @@ METHOD_ORDER = ("grpo", "dpo", "sft")  # a difference reads "first − second"
 
 def _costs_and_plateau(arms: list[Arm], items: pd.DataFrame, split: str, add) -> list[str]:
     lines = []
-    grpo = [a for a in arms if a.kind == "grpo"]
-    for small, large in itertools.product(grpo, grpo):
-        if not (small.group_size and large.group_size and small.group_size < large.group_size):
-            continue  # every smaller group size against every larger one (2-GRPO vs 16-GRPO, or any pair)
+    for small, large in _group_size_pairs(arms):
         whole, train = [], []
         for w, s in small.replicates:
             a = next((r for r in small.runs if (r.warm_start, r.seed) == (w, s)), None)

@@ -81,12 +81,6 @@ class Run:
         return Path(str(path)).stem if path else str(self.cfg("data.eval_split"))
 
     @property
-    def kind(self) -> str:
-        """The method, and for an eval run on its own: ``baseline`` without an adapter, else ``eval``
-        (:func:`group_arms` decides with the other runs in view: :func:`run_kind`)."""
-        return run_kind(self, set())
-
-    @property
     def group_size(self) -> int | None:
         value = self.cfg("group_size")
         if isinstance(value, dict):  # run dirs written before group_size became one key

@@ -175,19 +175,15 @@ def arm_tag(method: str, group_size: Any = None, samples_per_question: Any = Non
     return method
 
 
-# The report's label of an eval run that is not the start of the training runs beside it
-# (with an adapter: a trained run's weights; without: the raw model) and of an SFT run (the RL control).
-EVAL_ADAPTER, RAW_MODEL, SFT_CONTROL = "eval (adapter)", "raw model", "sft-control"
-
-
 def arm_label(kind: str, group_size: Any = None, adapter: bool = True) -> str:
-    """The report's arm label: ``baseline``, ``eval (adapter)``, ``raw model``, ``grpo G=16``, ``dpo``,
-    ``sft-control``."""
+    """The report's arm label: ``baseline``, ``grpo G=16``, ``dpo``, ``sft-control`` (the RL control), and
+    for an eval run that is not where the training runs beside it start, ``eval (adapter)`` (a trained
+    run's weights) or ``raw model`` (no adapter)."""
     if kind == "grpo":
         return f"grpo G={group_size}" if group_size else "grpo"
     if kind == "eval":
-        return EVAL_ADAPTER if adapter else RAW_MODEL
-    return {"sft": SFT_CONTROL}.get(kind, kind)
+        return "eval (adapter)" if adapter else "raw model"
+    return {"sft": "sft-control"}.get(kind, kind)
 
 
 # ---------------------------------------------------------------- readers
