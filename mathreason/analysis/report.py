@@ -217,6 +217,17 @@ def _num(v: float, f: str = "{:,.0f}") -> str:
     return "—" if v is None or not np.isfinite(v) else f.format(v)
 
 
+def _reach_cell(reach, never: bool) -> str:
+    """A 'to 90% of gain' cell: '—' where not measured (no evals, or an SFT arm's rollouts), 'never gains'."""
+    if reach is None:
+        return "—"
+    if never:
+        return "never gains"
+    if not np.isfinite(reach.mean):  # the curve gains, but this axis has no values (SFT: no rollouts)
+        return "—"
+    return f"{reach.mean:,.0f} [{_num(reach.ci_low)}, {_num(reach.ci_high)}]"
+
+
 def markdown_table(arms: list[Arm], table: pd.DataFrame, frac: float) -> str:
     rows = []
     for arm, (_, t) in zip(arms, table.iterrows()):
@@ -230,12 +241,8 @@ def markdown_table(arms: list[Arm], table: pd.DataFrame, frac: float) -> str:
                      "mean@k gain (pp) [95% CI]": _pct(s.get("sampled_gain"), signed=True),
                      "gain (pp) [95% CI]": _pct(s.get("gain"), signed=True),
                      "p": _num(s["gain"].p, "{:.3g}") if "gain" in s else "—",
-                     f"rollouts to {100 * frac:g}% of gain [95% CI]": "—" if reach is None else (
-                         "never gains" if never else "—" if not np.isfinite(reach.mean) else  # SFT: no rollouts
-                         f"{reach.mean:,.0f} [{_num(reach.ci_low)}, {_num(reach.ci_high)}]"),
-                     f"steps to {100 * frac:g}% of gain [95% CI]": "—" if reach_steps is None else (
-                         "never gains" if not np.isfinite(reach_steps.mean) else
-                         f"{reach_steps.mean:,.0f} [{_num(reach_steps.ci_low)}, {_num(reach_steps.ci_high)}]"),
+                     f"rollouts to {100 * frac:g}% of gain [95% CI]": _reach_cell(reach, never),
+                     f"steps to {100 * frac:g}% of gain [95% CI]": _reach_cell(reach_steps, never),
                      "peak mem (MB)": _num(t["peak_memory_mb"]), "wall-clock (s)": _num(t["wall_clock_s"]),
                      "rollouts": _num(t["total_rollouts"]), "generated tokens": _num(t["generated_tokens"]),
                      "zero-signal groups (%)": _num(100 * t["zero_signal"], "{:.0f}"),
